@@ -1,0 +1,128 @@
+"""Everything SLR Explorer keeps on disk between runs: sweep results and model snapshots."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import diskcache
+
+SCHEMA_VERSION = 1
+CACHE_ENV = "SLR_CACHE_DIR"
+
+
+def cache_root() -> Path:
+    """The cache folder: $SLR_CACHE_DIR, else ./cache."""
+    return Path(os.environ.get(CACHE_ENV, "cache")).expanduser().resolve()
+
+
+def _store() -> diskcache.Cache:
+    # One short-lived handle per use: diskcache is process- and thread-safe through SQLite.
+    return diskcache.Cache(str(cache_root() / "results"), size_limit=2**33)
+
+
+def result_key(context: str, name: str) -> str:
+    """The key of one result (an interval, a reference model, a soup alpha) in a sweep context."""
+    return f"v{SCHEMA_VERSION}/{context}/{name}"
+
+
+def _valid_result(value) -> bool:
+    if not isinstance(value, dict) or value.get("schema") != SCHEMA_VERSION:
+        return False
+    numbers = (value.get("quality"), value.get("diversity"))
+    return all(isinstance(x, float) and math.isfinite(x) for x in numbers)
+
+
+def get_result(key: str) -> dict | None:
+    """A stored result, or None when missing or unreadable (then it is recomputed, not trusted)."""
+    try:
+        with _store() as store:
+            value = store.get(key)
+    except Exception:  # a corrupt row or pickle: treat as missing
+        return None
+    return value if _valid_result(value) else None
+
+
+def put_result(key: str, quality: float, diversity: float, **extra) -> None:
+    """Store one result at once, so an interrupted sweep loses nothing already computed."""
+    value = {"schema": SCHEMA_VERSION, "quality": float(quality), "diversity": float(diversity)}
+    value.update(extra)
+    with _store() as store:
+        store.set(key, value)
+
+
+def get_json(key: str):
+    """A stored JSON-like value (evaluation results, file hashes), or None."""
+    try:
+        with _store() as store:
+            return store.get(key)
+    except Exception:
+        return None
+
+
+def put_json(key: str, value) -> None:
+    """Store a JSON-like value under `key`."""
+    with _store() as store:
+        store.set(key, json.loads(json.dumps(value)))
+
+
+def file_digest(path: Path) -> str:
+    """sha256 of a file's bytes, remembered per (path, size, mtime) so big weights hash once."""
+    stat = path.stat()
+    memo_key = f"digest/{path.resolve()}/{stat.st_size}/{stat.st_mtime_ns}"
+    known = get_json(memo_key)
+    if isinstance(known, str):
+        return known
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 24), b""):
+            digest.update(block)
+    value = digest.hexdigest()
+    try:
+        put_json(memo_key, value)
+    except OSError:  # a read-only cache still lets us hash
+        pass
+    return value
+
+
+def snapshot_dir(name: str) -> Path:
+    """Where the model snapshot `name` (e.g. a dequantized GGUF) lives in the cache."""
+    return cache_root() / "models" / name
+
+
+def write_model_snapshot(folder: Path, state_dict: dict, config, tokenizer) -> Path:
+    """Write a loadable model folder (safetensors, config, tokenizer) atomically."""
+    from safetensors.torch import save_file
+
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
+    try:
+        tensors = {name: t.detach().contiguous() for name, t in state_dict.items()}
+        save_file(_untie(tensors), str(staging / "model.safetensors"), metadata={"format": "pt"})
+        config.save_pretrained(staging)
+        if tokenizer is not None:
+            tokenizer.save_pretrained(staging)
+        if folder.exists():
+            shutil.rmtree(folder)
+        staging.rename(folder)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return folder
+
+
+def _untie(tensors: dict) -> dict:
+    # safetensors refuses shared storage (tied embeddings); drop later names that alias earlier ones.
+    seen, kept = set(), {}
+    for name, tensor in tensors.items():
+        pointer = (tensor.data_ptr(), tuple(tensor.shape))
+        if pointer in seen:
+            continue
+        seen.add(pointer)
+        kept[name] = tensor
+    return kept

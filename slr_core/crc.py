@@ -1,0 +1,159 @@
+"""CRC, the Constrained Random Character proxy (paper, Section 3.2): prompts, valid sets, Q and D."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import string
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .chat import encode_chat
+from .errors import PromptSetError
+
+DIGIT_TEMPLATE = (
+    "Generate a random integer in the range [{low}, {high}]. "
+    "Do not include anything else in your reply."
+)
+LETTER_TEMPLATE = (
+    "Generate a random letter from {low} to {high} (inclusive). "
+    "Do not include anything else in your reply."
+)
+
+
+@dataclass(frozen=True)
+class CRCPrompt:
+    """One CRC request and the characters that answer it validly."""
+
+    instruction: str
+    valid: tuple[str, ...]
+
+
+def default_prompts(seed: int = 0, per_family: int = 20) -> list[CRCPrompt]:
+    """The paper's set: `per_family` digit and letter prompts with ranges drawn from `seed`."""
+    rng = random.Random(seed)
+    prompts = []
+    for _ in range(per_family):
+        low = rng.randint(0, 6)
+        high = rng.randint(low + 2, 9)
+        valid = tuple(str(d) for d in range(low, high + 1))
+        prompts.append(CRCPrompt(DIGIT_TEMPLATE.format(low=low, high=high), valid))
+    letters = string.ascii_uppercase
+    for _ in range(per_family):
+        low = rng.randint(0, 20)
+        high = rng.randint(low + 2, min(low + 9, 25))
+        valid = tuple(letters[low : high + 1])
+        prompts.append(CRCPrompt(LETTER_TEMPLATE.format(low=letters[low], high=letters[high]), valid))
+    return prompts
+
+
+def load_prompts(path: str | Path) -> list[CRCPrompt]:
+    """Read a prompt set: a JSON list of {"instruction": str, "valid": [chars] or "chars"}."""
+    try:
+        items = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        raise PromptSetError(f"Cannot read prompt set {path}: {error}") from error
+    if not isinstance(items, list) or not items:
+        raise PromptSetError(f"{path}: expected a non-empty JSON list of prompt objects.")
+    return [_parse_prompt(item, index, path) for index, item in enumerate(items)]
+
+
+def _parse_prompt(item, index: int, path) -> CRCPrompt:
+    where = f"{path}, prompt {index}"
+    if not isinstance(item, dict) or not isinstance(item.get("instruction"), str):
+        raise PromptSetError(f"{where}: needs a string 'instruction'.")
+    valid = item.get("valid")
+    valid = list(valid) if isinstance(valid, str) else valid
+    if not isinstance(valid, list) or not valid:
+        raise PromptSetError(f"{where}: 'valid' must be a non-empty list of characters.")
+    if any(not isinstance(c, str) or len(c) != 1 or c.isspace() for c in valid):
+        raise PromptSetError(f"{where}: every valid answer must be one non-space character.")
+    if len(set(valid)) != len(valid):
+        raise PromptSetError(f"{where}: 'valid' lists a character twice.")
+    return CRCPrompt(item["instruction"], tuple(valid))
+
+
+# ---------------------------------------------------------------- tokens
+
+
+def single_character_tokens(tokenizer) -> dict[str, list[int]]:
+    """Map each character to every token id whose text, stripped of whitespace, is exactly it."""
+    cached = getattr(tokenizer, "_slr_single_character_tokens", None)
+    if cached is not None:
+        return cached
+    pieces = tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
+    # Decoding all of a 262k vocabulary is slow; only short pieces can decode to one character.
+    candidates = [i for i, piece in enumerate(pieces) if piece is not None and len(piece) <= 8]
+    index: dict[str, list[int]] = {}
+    for token_id in candidates:
+        text = tokenizer.decode([token_id]).strip()
+        if len(text) == 1:
+            index.setdefault(text, []).append(token_id)
+    tokenizer._slr_single_character_tokens = index
+    return index
+
+
+@dataclass
+class EncodedPrompts:
+    """A prompt set made ready for one tokenizer: input ids and valid-token groups."""
+
+    prompts: list[CRCPrompt]
+    input_ids: list[list[int]]
+    # Per prompt: flat valid token ids, and for each the index of its character in prompt.valid.
+    token_ids: list[torch.Tensor]
+    char_index: list[torch.Tensor]
+
+    @property
+    def digest(self) -> str:
+        """Identity of exactly what is fed to the model and scored."""
+        payload = json.dumps([[p.valid, ids] for p, ids in zip(self.prompts, self.input_ids)])
+        return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+    def __len__(self) -> int:
+        return len(self.prompts)
+
+
+def encode_prompts(tokenizer, prompts: list[CRCPrompt]) -> EncodedPrompts:
+    """Apply the chat template and find every prompt's valid token ids."""
+    index = single_character_tokens(tokenizer)
+    input_ids, token_ids, char_index = [], [], []
+    for prompt in prompts:
+        missing = [c for c in prompt.valid if c not in index]
+        if missing:
+            raise PromptSetError(
+                f"No token of this tokenizer is the single character(s) {missing} "
+                f"(prompt: {prompt.instruction!r}); CRC needs single-token answers."
+            )
+        ids = [(token, slot) for slot, c in enumerate(prompt.valid) for token in index[c]]
+        token_ids.append(torch.tensor([token for token, _ in ids]))
+        char_index.append(torch.tensor([slot for _, slot in ids]))
+        input_ids.append(encode_chat(tokenizer, prompt.instruction))
+    return EncodedPrompts(list(prompts), input_ids, token_ids, char_index)
+
+
+# ---------------------------------------------------------------- scores
+
+
+def score_logits(logits: torch.Tensor, encoded: EncodedPrompts, rows: list[int]) -> torch.Tensor:
+    """Per-prompt (Q, D) from next-token logits [B, V] whose row b answers prompt rows[b]."""
+    probs = torch.softmax(logits.double(), dim=-1)  # [B, V]
+    scores = torch.empty(len(rows), 2, dtype=torch.float64)
+    for b, prompt_idx in enumerate(rows):
+        token_ids = encoded.token_ids[prompt_idx].to(probs.device)
+        slots = encoded.char_index[prompt_idx].to(probs.device)
+        per_char = torch.zeros(len(encoded.prompts[prompt_idx].valid), dtype=torch.float64)
+        per_char = per_char.to(probs.device).index_add_(0, slots, probs[b, token_ids])
+        quality = per_char.sum()
+        tilde = per_char / quality.clamp_min(1e-300)
+        diversity = -(tilde * torch.log(tilde.clamp_min(1e-300))).sum()
+        scores[b, 0], scores[b, 1] = quality.cpu(), diversity.cpu()
+    return scores
+
+
+def crc_means(per_prompt: torch.Tensor) -> tuple[float, float]:
+    """Q_CRC and D_CRC: the means over prompts of per-prompt [P, 2] scores."""
+    means = per_prompt.mean(dim=0)
+    return float(means[0]), float(means[1])

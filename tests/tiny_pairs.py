@@ -1,0 +1,98 @@
+"""Tiny random model pairs for tests, saved with save_pretrained and loaded like real ones."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast
+
+from slr_core.chat import GEMMA3_CHAT_TEMPLATE
+from slr_core.crc import default_prompts
+
+SPECIAL = ["<pad>", "<eos>", "<bos>", "<unk>", "<start_of_turn>", "<end_of_turn>"]
+
+COMMON = dict(
+    hidden_size=32,
+    intermediate_size=64,
+    num_hidden_layers=4,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    max_position_embeddings=256,
+    pad_token_id=0,
+    eos_token_id=1,
+    bos_token_id=2,
+)
+
+
+def tiny_configs(vocab_size: int) -> dict:
+    """One small config per supported family; sliding windows shorter than the prompts."""
+    from transformers import (
+        Gemma2Config,
+        Gemma3TextConfig,
+        GPTNeoXConfig,
+        LlamaConfig,
+        MistralConfig,
+        Phi3Config,
+        Qwen2Config,
+        Qwen3Config,
+    )
+
+    base = dict(COMMON, vocab_size=vocab_size)
+    window = dict(sliding_window=8)
+    return {
+        "llama": LlamaConfig(**base),
+        "mistral": MistralConfig(**base, **window),
+        "qwen2": Qwen2Config(**base),
+        "qwen3": Qwen3Config(**base, head_dim=8),
+        "gemma2": Gemma2Config(**base, head_dim=8, **window, final_logit_softcapping=3.0),
+        "gemma3": Gemma3TextConfig(**base, head_dim=8, **window, sliding_window_pattern=2),
+        "phi3": Phi3Config(**base),
+        "gpt_neox": GPTNeoXConfig(**base),
+    }
+
+
+def build_tokenizer(folder: Path) -> PreTrainedTokenizerFast:
+    """A small BPE tokenizer trained on CRC-like text, with Gemma's chat template."""
+    corpus = [p.instruction for s in range(3) for p in default_prompts(seed=s)]
+    corpus += ["user model " + " ".join("0123456789") + " " + " ".join("ABCDEFGHIJKLMNOPQRSTUVWXYZ")]
+    corpus += ["".join("0123456789"), "".join("ABCDEFGHIJKLMNOPQRSTUVWXYZ"), "[0, 5] [A to G]"]
+    tokenizer = Tokenizer(models.BPE(unk_token="<unk>"))
+    tokenizer.pre_tokenizer = pre_tokenizers.Metaspace()
+    tokenizer.decoder = decoders.Metaspace()
+    trainer = trainers.BpeTrainer(vocab_size=300, special_tokens=SPECIAL, show_progress=False)
+    tokenizer.train_from_iterator(corpus, trainer)
+    wrapped = PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer,
+        bos_token="<bos>",
+        eos_token="<eos>",
+        pad_token="<pad>",
+        unk_token="<unk>",
+        additional_special_tokens=["<start_of_turn>", "<end_of_turn>"],
+    )
+    wrapped.chat_template = GEMMA3_CHAT_TEMPLATE
+    wrapped.save_pretrained(folder)
+    return wrapped
+
+
+def make_pair(root: Path, family: str, seed: int = 0, layer_shift: float = 0.5) -> tuple[Path, Path]:
+    """Save a random pre model and a post model that differs from it inside decoder layers."""
+    root = Path(root)
+    tokenizer = build_tokenizer(root / "tokenizer")
+    config = tiny_configs(len(tokenizer))[family]
+    torch.manual_seed(seed)
+    pre = AutoModelForCausalLM.from_config(config)
+    post = AutoModelForCausalLM.from_config(config)
+    post.load_state_dict(pre.state_dict())
+    generator = torch.Generator().manual_seed(seed + 1)
+    with torch.no_grad():
+        for name, parameter in post.named_parameters():
+            if ".layers." in name:
+                noise = torch.randn(parameter.shape, generator=generator) * parameter.std().clamp_min(0.02)
+                parameter.add_(layer_shift * noise)
+    paths = root / f"{family}-pre", root / f"{family}-post"
+    for model, path in zip((pre, post), paths):
+        model.save_pretrained(path)
+        tokenizer.save_pretrained(path)
+    return paths
