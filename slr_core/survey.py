@@ -1,0 +1,113 @@
+"""A cached, resumable run over a pair's CRC landscape: references, intervals, soup."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+from collections.abc import Iterator
+
+import torch
+
+from . import cache
+from .crc import EncodedPrompts, crc_means
+from .landscape import Landscape, Point
+from .models import ModelPair
+from .soup import ALPHAS, blend_into
+from .sweep import Stats, make_batch, model_scores, sweep_intervals
+
+
+def context_id(pair: ModelPair, encoded: EncodedPrompts) -> str:
+    """Cache context: the pair's identity (fingerprints, dtype, device type) and the prompt set."""
+    text = f"{pair.identity}|{encoded.digest}"
+    return hashlib.sha256(text.encode()).hexdigest()[:24]
+
+
+def all_intervals(num_layers: int) -> set[tuple[int, int]]:
+    """Every [i, j] with 0 <= i <= j <= N-1."""
+    return {(i, j) for i in range(num_layers) for j in range(i, num_layers)}
+
+
+def survey(
+    pair: ModelPair,
+    encoded: EncodedPrompts,
+    intervals: set[tuple[int, int]] | None = None,
+    soup: bool = False,
+    use_cache: bool = True,
+    batch_tokens: int = 16384,
+    stats: Stats | None = None,
+) -> Iterator[Landscape]:
+    """Yield the landscape after each new result; cached results are read, new ones stored at once."""
+    wanted = intervals if intervals is not None else all_intervals(pair.num_layers)
+    context = context_id(pair, encoded)
+    landscape = Landscape(pair.num_layers, meta=_meta(pair, encoded, context))
+
+    def lookup(name):
+        value = cache.get_result(cache.result_key(context, name)) if use_cache else None
+        return Point(value["quality"], value["diversity"]) if value else None
+
+    def store(name, point):
+        if use_cache:
+            cache.put_result(cache.result_key(context, name), point.quality, point.diversity)
+        return point
+
+    batch = make_batch(encoded, pair.tokenizer.pad_token_id, pair.device)
+    for name, model in (("post", pair.post), ("pre", pair.pre)):
+        point = lookup(name) or store(name, _point(model_scores(model, encoded, batch, stats)))
+        setattr(landscape, name, point)
+        yield landscape
+    missing = set()
+    for start, end in sorted(wanted):
+        point = lookup(f"interval/{start}-{end}")
+        if point is None:
+            missing.add((start, end))
+        else:
+            landscape.intervals[(start, end)] = point
+    if landscape.intervals:
+        yield landscape
+    if missing:
+        for result in sweep_intervals(pair, encoded, missing, batch_tokens, stats):
+            point = store(f"interval/{result.start}-{result.end}", _point(result.per_prompt))
+            landscape.intervals[(result.start, result.end)] = point
+            yield landscape
+    if soup:
+        yield from _soup(pair, encoded, batch, landscape, lookup, store, stats)
+
+
+def _soup(pair, encoded, batch, landscape, lookup, store, stats):
+    scratch = None
+    for alpha in ALPHAS:
+        point = lookup(f"soup/{alpha:.2f}")
+        if point is None:
+            scratch = scratch or copy.deepcopy(pair.post)
+            blend_into(scratch, pair, alpha)
+            point = store(f"soup/{alpha:.2f}", _point(model_scores(scratch, encoded, batch, stats)))
+        landscape.soup[alpha] = point
+        yield landscape
+
+
+def _point(per_prompt: torch.Tensor) -> Point:
+    return Point(*crc_means(per_prompt))
+
+
+def _meta(pair: ModelPair, encoded: EncodedPrompts, context: str) -> dict:
+    return {
+        "pair": pair.label,
+        "pre": pair.pre_source.spec,
+        "post": pair.post_source.spec,
+        "pre_fingerprint": pair.pre_fingerprint,
+        "post_fingerprint": pair.post_fingerprint,
+        "dtype": str(pair.dtype).replace("torch.", ""),
+        "device": pair.device.type,
+        "prompt_set": encoded.digest,
+        "num_prompts": len(encoded),
+        "cache_context": context,
+        "schema": cache.SCHEMA_VERSION,
+    }
+
+
+def complete(iterator: Iterator[Landscape]) -> Landscape:
+    """Drain a survey and return the final landscape."""
+    landscape = None
+    for landscape in iterator:
+        pass
+    return landscape
