@@ -293,3 +293,27 @@ def _label(pre: Source, post: Source) -> str:
 
         return DEMO_LABEL
     return f"{pre.spec} (pre-trained) / {post.spec} (post-trained)"
+
+
+def load_tokenizer(spec: str, trust_remote_code: bool = False):
+    """The tokenizer of a source alone (no weights), with a chat template ensured."""
+    from transformers import AutoConfig, AutoTokenizer
+
+    from .chat import ensure_chat_template
+
+    source = parse_source(spec)
+    if source.kind == "demo":
+        from .demo import demo_base_dir
+
+        location, extra = str(demo_base_dir()), {}
+    elif source.kind == "gguf":
+        location, extra = str(Path(source.location).parent), {"gguf_file": Path(source.location).name}
+    else:
+        location, extra = source.location, {"revision": source.revision} if source.revision else {}
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(location, trust_remote_code=trust_remote_code, **extra)
+        config = AutoConfig.from_pretrained(location, trust_remote_code=trust_remote_code, **extra)
+    except (OSError, ValueError) as error:
+        raise SourceError(_load_message(source, error)) from error
+    ensure_chat_template(tokenizer, config.model_type)
+    return tokenizer

@@ -1,0 +1,203 @@
+"""`python -m slr_core`: sweep, best, prompts, bench, export, evaluate."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+import time
+
+from .errors import SLRError
+
+
+def _pair_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--pre", default="demo:pre", help="pre-trained model: hub id[@rev], folder or .gguf")
+    parser.add_argument("--post", default="demo:post", help="post-trained model: hub id[@rev], folder or .gguf")
+    parser.add_argument("--preset", help="a named pair (overrides --pre/--post); see `presets`")
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
+    parser.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"])
+    parser.add_argument("--trust-remote-code", action="store_true")
+    parser.add_argument("--prompts", help="CRC prompt set JSON (default: the paper-style 40 prompts)")
+    parser.add_argument("--no-cache", action="store_true", help="neither read nor write the cache")
+    parser.add_argument("--batch-tokens", type=int, default=16384, help="tokens per layer call (memory knob)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every subcommand."""
+    parser = argparse.ArgumentParser(prog="python -m slr_core", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sweep = sub.add_parser("sweep", help="CRC quality and diversity of every interval, as CSV")
+    _pair_arguments(sweep)
+    sweep.add_argument("--out", default="landscape.csv")
+    sweep.add_argument("--intervals", help="only these intervals, e.g. 0-3,5-9")
+    sweep.add_argument("--soup", action="store_true", help="also score Proxy-Soup alphas 0..1")
+    best = sub.add_parser("best", help="the selected interval (max D s.t. Q >= q_min)")
+    _pair_arguments(best)
+    best.add_argument("--q-fraction", type=float, default=0.9, help="q_min = this * Q_CRC(post)")
+    best.add_argument("--q-min", type=float, help="an absolute q_min (overrides --q-fraction)")
+    prompts = sub.add_parser("prompts", help="write the CRC prompt set as fed to a model")
+    prompts.add_argument("--model", default="demo:post")
+    prompts.add_argument("--prompts", help="a prompt set JSON to re-encode")
+    prompts.add_argument("--out", required=True)
+    bench = sub.add_parser("bench", help="time the naive paper-style loop against the sweep")
+    _pair_arguments(bench)
+    bench.add_argument("--intervals", help="limit both to these intervals")
+    export = sub.add_parser("export", help="write a hybrid as a Hugging Face model folder")
+    _pair_arguments(export)
+    export.add_argument("--interval", type=int, nargs=2, metavar=("I", "J"), required=True)
+    export.add_argument("--out", required=True)
+    export.add_argument("--overwrite", action="store_true")
+    export.add_argument("--push-to-hub", metavar="REPO_ID", help="also upload (needs HF_TOKEN)")
+    evaluate = sub.add_parser("evaluate", help="downstream diversity: open-ended QA or writing")
+    _pair_arguments(evaluate)
+    evaluate.add_argument("--task", choices=["qa", "writing"], required=True)
+    evaluate.add_argument("--quick", action="store_true", help="fewer questions and samples (CPU)")
+    evaluate.add_argument("--temperatures", type=float, nargs="+", default=[1.0, 1.5])
+    evaluate.add_argument("--seed", type=int, default=0)
+    evaluate.add_argument("--out", default="results.json")
+    sub.add_parser("presets", help="list the named pairs")
+    return parser
+
+
+def _load(args):
+    from .models import Settings, load_pair
+    from .presets import get_preset
+
+    if args.preset:
+        preset = get_preset(args.preset)
+        args.pre, args.post = preset.pre, preset.post
+    settings = Settings(device=args.device, dtype=args.dtype, trust_remote_code=args.trust_remote_code)
+    return load_pair(args.pre, args.post, settings)
+
+
+def _encoded(args, tokenizer):
+    from .crc import default_prompts, encode_prompts, load_prompts
+
+    prompts = load_prompts(args.prompts) if args.prompts else default_prompts()
+    return encode_prompts(tokenizer, prompts)
+
+
+def _landscape(args, pair, intervals=None, soup=False):
+    from .landscape import parse_intervals
+    from .survey import complete, survey
+
+    wanted = parse_intervals(intervals, pair.num_layers) if intervals else None
+    encoded = _encoded(args, pair.tokenizer)
+    run = survey(pair, encoded, wanted, soup, not args.no_cache, args.batch_tokens)
+    return complete(run)
+
+
+def cmd_sweep(args) -> None:
+    from .export import write_csv
+
+    started = time.perf_counter()
+    pair = _load(args)
+    loaded = time.perf_counter()
+    landscape = _landscape(args, pair, args.intervals, args.soup)
+    swept = time.perf_counter()
+    landscape.meta["command"] = shlex.join(["python", "-m", "slr_core", *sys.argv[1:]])
+    write_csv(landscape, args.out)
+    print(f"pair: {pair.label}; N = {pair.num_layers} layers")
+    print(f"loaded in {loaded - started:.1f} s; swept {len(landscape.intervals)} intervals in {swept - loaded:.1f} s")
+    _print_summary(landscape, 0.9)
+    print(f"wrote {args.out}")
+
+
+def cmd_best(args) -> None:
+    pair = _load(args)
+    landscape = _landscape(args, pair)
+    fraction = args.q_fraction if args.q_min is None else args.q_min / landscape.post.quality
+    _print_summary(landscape, fraction)
+
+
+def _print_summary(landscape, fraction: float) -> None:
+    summary = landscape.summary(fraction)
+    post, pre = summary["post"], summary["pre"]
+    print(f"post-trained: Q_CRC = {post['quality']:.4f}, D_CRC = {post['diversity']:.4f}")
+    print(f"pre-trained:  Q_CRC = {pre['quality']:.4f}, D_CRC = {pre['diversity']:.4f}")
+    best = summary["best"]
+    if best is None:
+        print(f"no interval reaches q_min = {summary['q_min']:.4f}")
+    elif best:
+        i, j = best["interval"]
+        print(f"best interval [{i}, {j}] (q_min = {summary['q_min']:.4f}): Q = {best['quality']:.4f}, D = {best['diversity']:.4f}")
+        for name, control in summary.get("controls", {}).items():
+            if "quality" in control:
+                a, b = control["interval"]
+                print(f"  SLR-{name} [{a}, {b}]: Q = {control['quality']:.4f}, D = {control['diversity']:.4f}")
+    if "soup" in summary:
+        soup = summary["soup"]
+        print(f"Proxy-Soup best alpha = {soup['alpha']:.2f}: Q = {soup['quality']:.4f}, D = {soup['diversity']:.4f}")
+
+
+def cmd_prompts(args) -> None:
+    from .crc import default_prompts, encode_prompts, load_prompts
+    from .export import write_json
+    from .models import load_tokenizer
+
+    tokenizer = load_tokenizer(args.model)
+    prompts = load_prompts(args.prompts) if args.prompts else default_prompts()
+    encoded = encode_prompts(tokenizer, prompts)
+    rows = [
+        {"instruction": p.instruction, "valid": list(p.valid), "input_ids": ids}
+        for p, ids in zip(encoded.prompts, encoded.input_ids)
+    ]
+    write_json(rows, args.out)
+    print(f"wrote {len(rows)} prompts to {args.out}")
+
+
+def cmd_bench(args) -> None:
+    from .benchmark import run_benchmark
+
+    pair = _load(args)
+    run_benchmark(pair, _encoded(args, pair.tokenizer), args.intervals, args.batch_tokens)
+
+
+def cmd_export(args) -> None:
+    from .export import export_hybrid
+
+    pair = _load(args)
+    start, end = args.interval
+    landscape = _landscape(args, pair)
+    command = shlex.join(["python", "-m", "slr_core", *sys.argv[1:]])
+    folder = export_hybrid(pair, start, end, args.out, landscape, args.overwrite, command)
+    print(f"wrote hybrid [{start}, {end}] to {folder}")
+    if args.push_to_hub:
+        from .export import push_to_hub
+
+        print(f"pushed to {push_to_hub(folder, args.push_to_hub)}")
+
+
+def cmd_evaluate(args) -> None:
+    from .evaluation import run_evaluation, format_table
+    from .export import write_json
+
+    pair = _load(args)
+    landscape = _landscape(args, pair, soup=True)
+    results = run_evaluation(pair, landscape, args.task, args.quick, args.temperatures, args.seed)
+    write_json(results, args.out)
+    print(format_table(results))
+    print(f"wrote {args.out}")
+
+
+def cmd_presets(_args) -> None:
+    from .presets import PRESETS
+
+    for preset in PRESETS.values():
+        print(f"{preset.name}: pre={preset.pre} post={preset.post}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one subcommand; a user error prints one clear line and exits 2."""
+    args = build_parser().parse_args(argv)
+    handler = globals()[f"cmd_{args.command}"]
+    try:
+        handler(args)
+    except SLRError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: every result computed so far is in the cache", file=sys.stderr)
+        return 130
+    return 0

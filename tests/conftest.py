@@ -1,0 +1,43 @@
+"""Shared fixtures: tiny random pairs per architecture, loaded through the real loading code."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from tiny_pairs import make_pair  # noqa: E402
+
+FAMILIES = ["llama", "mistral", "qwen2", "qwen3", "gemma2", "gemma3", "phi3", "gpt_neox"]
+
+
+@pytest.fixture(autouse=True)
+def isolated_cache(tmp_path, monkeypatch):
+    """Every test gets its own empty cache folder."""
+    monkeypatch.setenv("SLR_CACHE_DIR", str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+@pytest.fixture(scope="session")
+def tiny_paths(tmp_path_factory):
+    """A function family -> (pre_folder, post_folder), each pair built once per session."""
+    built = {}
+
+    def get(family: str = "llama") -> tuple[Path, Path]:
+        if family not in built:
+            built[family] = make_pair(tmp_path_factory.mktemp(family), family)
+        return built[family]
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def tiny_pair(tiny_paths):
+    """A loaded tiny Llama pair on the CPU (shared: do not mutate it)."""
+    from slr_core.models import Settings, load_pair
+
+    pre, post = tiny_paths("llama")
+    return load_pair(str(pre), str(post), Settings(device="cpu"))
