@@ -58,7 +58,7 @@ class Stats:
 
     layer_evals: int = 0
     token_layer_evals: int = 0
-    scored_rows: int = 0
+    head_rows: int = 0  # positions that went through the final norm and LM head
 
 
 @dataclass
@@ -165,6 +165,8 @@ def model_scores(model: nn.Module, encoded: EncodedPrompts, batch: Batch, stats:
     cap = capture(model, batch)
     if stats:
         stats.layer_evals += len(cap.args) * cap.num_prompts
+        stats.token_layer_evals += len(cap.args) * batch.input_ids.numel()
+        stats.head_rows += cap.num_prompts
     logits = last_logits(model, cap.hidden_states[-1], batch.last_index)
     return score_logits(logits, encoded, list(range(len(encoded))))
 
@@ -220,7 +222,7 @@ def sweep_intervals(
             finals = _apply(tail, end + 1, states, cap, chunk, stats, keep_last=batch.last_index)
             for start, hidden_last in zip(column, finals):
                 logits = last_logits(pair.post, hidden_last, torch.zeros_like(batch.last_index))
-                stats.scored_rows += num_prompts
+                stats.head_rows += num_prompts
                 progress.update(1)
                 yield IntervalScores(start, end, score_logits(logits, encoded, list(range(num_prompts))))
         active = {i: h for i, h in active.items() if last_needed[i] > end}
@@ -263,4 +265,5 @@ def naive_interval_scores(
         if stats:
             stats.layer_evals += pair.num_layers
             stats.token_layer_evals += pair.num_layers * len(ids)
+            stats.head_rows += len(ids)  # a plain forward computes logits at every position
     return score_logits(torch.stack(rows), encoded, list(range(len(encoded))))

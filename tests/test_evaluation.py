@@ -1,0 +1,253 @@
+"""Downstream evaluation: answer matching, metrics on hand-made examples, data sanity, a tiny end-to-end run."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from slr_core import evaluation, qa, writing
+from slr_core.chat import encode_chat
+from slr_core.errors import SLRError
+from slr_core.evaluation import EvalSettings, EvaluationError, run_evaluation, select_methods
+from slr_core.landscape import Landscape, Point
+from slr_core.qa import Matcher, mean_std, normalise, question_scores
+from slr_core.qa_data import QUESTIONS
+from slr_core.writing_data import KINDS, PROMPTS
+
+BY_ID = {q.id: q for q in QUESTIONS}
+
+
+def match(question_id: str, answer: str) -> str | None:
+    return Matcher(BY_ID[question_id]).match(answer)
+
+
+# ---------------------------------------------------------------- matching
+
+
+def test_us_state_example_gives_known_metrics():
+    matches = [match("us_states", a) for a in ["Ohio", "ohio.", "Texas", "banana"]]
+    assert matches == ["Ohio", "Ohio", "Texas", None]
+    scores = question_scores(matches, len(BY_ID["us_states"].answers))
+    assert scores["precision"] == pytest.approx(0.75)
+    assert scores["entropy"] == pytest.approx(-(2 / 3 * math.log(2 / 3) + 1 / 3 * math.log(1 / 3)))
+    assert scores["entropy"] == pytest.approx(0.636514168)
+    assert scores["coverage"] == pytest.approx(2 / 50)
+
+
+@pytest.mark.parametrize(
+    "question_id, answer, expected",
+    [
+        ("us_states", "**Ohio**", "Ohio"),
+        ("us_states", "Ohio.\nTexas is bigger, though.", "Ohio"),  # first line is exactly an alias
+        ("us_states", "Ohio. Texas is bigger.", "Ohio"),  # first sentence is exactly an alias
+        ("us_states", "Sure! Here is one: Kansas.", "Kansas"),  # one alias inside the text
+        ("us_states", "West Virginia", "West Virginia"),  # longest alias wins over "Virginia"
+        ("us_states", "Arkansas is nice", "Arkansas"),  # whole words: no "Kansas" inside
+        ("us_states", "Ohio and Texas", None),  # two references: not one answer
+        ("us_states", "Toronto", None),
+        ("us_states", "", None),
+        ("countries", "US", "United States"),  # short alias, exact
+        ("countries", "Let us go to France", "France"),  # short alias "us" not searched in text
+        ("countries", "Côte d'Ivoire", "Ivory Coast"),  # accents and apostrophes folded
+        ("countries", "The Bahamas.", "Bahamas"),  # article dropped
+        ("countries", "The Democratic Republic of the Congo (DRC)", "Democratic Republic of the Congo"),
+        ("countries", "Guinea-Bissau is in West Africa.", "Guinea-Bissau"),
+        ("countries", "England", None),  # not a sovereign state
+        ("primes", "I pick 17, since 17 has no divisors.", "17"),  # same reference twice is still one
+        ("primes", "Seventeen", "17"),
+        ("nato", "X-ray", "X-ray"),
+        ("nato", "xray", "X-ray"),
+    ],
+)
+def test_matching_rule(question_id, answer, expected):
+    assert match(question_id, answer) == expected
+
+
+def test_normalise():
+    assert normalise("  The U.S.A.! ") == "usa"
+    assert normalise("São Tomé & Príncipe") == "sao tome and principe"
+    assert normalise("An apple, a day") == "apple day"
+
+
+# ---------------------------------------------------------------- metrics
+
+
+def test_question_scores_edge_cases():
+    assert question_scores([None, None], 5) == {"precision": 0.0, "entropy": 0.0, "coverage": 0.0}
+    assert question_scores(["a", "a", "a"], 4) == {"precision": 1.0, "entropy": 0.0, "coverage": 0.25}
+    uniform = question_scores(["a", "b", "c", "d", None, None, None, None], 8)
+    assert uniform["precision"] == pytest.approx(0.5)
+    assert uniform["entropy"] == pytest.approx(math.log(4))
+    assert uniform["coverage"] == pytest.approx(0.5)
+    with pytest.raises(ValueError):
+        question_scores([], 3)
+
+
+def test_mean_std_is_population_std_and_skips_nan():
+    rows = [{"x": 0.0}, {"x": 1.0}, {"x": math.nan}]
+    assert mean_std(rows, ("x",)) == {"x": 0.5, "x_std": 0.5}
+    assert mean_std([{"x": 2.0}, {"x": 4.0}, {"x": 6.0}], ("x",))["x_std"] == pytest.approx(math.sqrt(8 / 3))
+
+
+def test_is_degenerate():
+    assert writing.is_degenerate("go on go on go on go on")  # distinct-2 = 2/7
+    # distinct-2 = 17/23 here, but the 4-gram "w x y z" occurs three times
+    looping = "w x y z a1 a2 a3 a4 a5 w x y z b1 b2 b3 b4 b5 w x y z c1 c2 c3"
+    assert writing.is_degenerate(looping)
+    assert not writing.is_degenerate("The cat sat on the mat and looked at the rain.")
+    assert not writing.is_degenerate("")
+
+
+def test_prompt_scores_on_known_text():
+    scores = writing.prompt_scores(["a b c", "a b d"], [-1.0, math.nan])
+    assert scores["distinct_1"] == pytest.approx(4 / 6)
+    assert scores["distinct_2"] == pytest.approx(3 / 4)
+    assert scores["loglik"] == pytest.approx(-1.0)  # NaN (empty sample) left out
+    assert scores["repetition"] == 0.0
+    assert scores["words"] == 3.0
+    assert writing.prompt_scores(["same text", "same text"], [-1.0, -1.0])["diversity"] == pytest.approx(0, abs=1e-5)
+
+
+def test_token_logliks_match_a_direct_computation(tiny_pair, monkeypatch):
+    model, tokenizer = tiny_pair.post, tiny_pair.tokenizer
+    instruction, samples = "Generate a random letter", ["A B C", "", "0 1 2 3 4 5"]
+    batched = writing.token_logliks(model, tokenizer, instruction, samples)
+    prompt = encode_chat(tokenizer, instruction)
+    for text, value in zip(samples, batched, strict=True):
+        response = tokenizer(text, add_special_tokens=False)["input_ids"]
+        if not response:
+            assert math.isnan(value)
+            continue
+        with torch.no_grad():
+            logits = model(input_ids=torch.tensor([prompt + response])).logits[0]
+        logprobs = torch.log_softmax(logits[len(prompt) - 1 : -1], dim=-1)
+        expected = logprobs[torch.arange(len(response)), torch.tensor(response)].mean().item()
+        assert value == pytest.approx(expected, abs=1e-4)
+    monkeypatch.setattr(writing, "LOGIT_BUDGET", 1)  # one sample per forward pass
+    assert writing.token_logliks(model, tokenizer, instruction, samples) == pytest.approx(batched, abs=1e-4, nan_ok=True)
+
+
+# ---------------------------------------------------------------- data
+
+
+def test_question_data_is_sane():
+    assert len(QUESTIONS) >= 40
+    assert len(BY_ID) == len(QUESTIONS)  # unique ids
+    assert len(BY_ID["us_states"].answers) == 50
+    assert len(BY_ID["countries"].answers) == 195
+    for question in QUESTIONS:
+        assert question.text.startswith("Name ") and question.text.endswith(".")
+        assert len(question.answers) >= 2, question.id
+        owner = {}
+        for reference, aliases in question.answers.items():
+            assert aliases and reference in aliases, (question.id, reference)
+            for alias in aliases:
+                key = normalise(alias)
+                assert key, (question.id, alias)
+                assert owner.setdefault(key, reference) == reference, (question.id, alias)
+                # every alias, alone or in a sentence, maps back to its own reference
+                assert match(question.id, alias) == reference, (question.id, alias)
+                if not (key.isalpha() and len(key) <= 2):
+                    assert match(question.id, f"My answer is {alias}!") == reference, (question.id, alias)
+
+
+def test_writing_data_is_sane():
+    assert len(PROMPTS) == 30 and len({p.id for p in PROMPTS}) == 30
+    quick = PROMPTS[:6]
+    assert sorted(p.kind for p in quick) == sorted(KINDS * 2)
+    assert all(p.text.strip() for p in PROMPTS)
+
+
+# ---------------------------------------------------------------- end to end
+
+
+def tiny_landscape() -> Landscape:
+    """N = 4; with q_min = 0.9 * 0.8 = 0.72 the best interval is [1, 2] and the best alpha 0.5."""
+    return Landscape(
+        4,
+        post=Point(0.8, 0.5),
+        pre=Point(0.3, 1.5),
+        intervals={(1, 2): Point(0.75, 1.0), (0, 1): Point(0.78, 0.6), (2, 3): Point(0.5, 1.2)},
+        soup={0.0: Point(0.8, 0.5), 0.5: Point(0.74, 0.9), 1.0: Point(0.3, 1.5)},
+    )
+
+
+def test_select_methods_follows_the_landscape():
+    methods, skipped = select_methods(tiny_landscape())
+    assert [m.key for m in methods] == ["post", "slr", "soup", "slr_early", "slr_late", "pre"]
+    by_key = {m.key: m for m in methods}
+    assert by_key["slr"].interval == (1, 2)
+    assert by_key["slr_early"].interval == (0, 1) and by_key["slr_late"].interval == (2, 3)
+    assert by_key["soup"].alpha == 0.5
+    assert skipped == {}
+    no_soup = tiny_landscape()
+    no_soup.soup = {}
+    methods, skipped = select_methods(no_soup)
+    assert "soup" not in [m.key for m in methods] and "soup" in skipped
+
+
+TINY = EvalSettings(num_items=2, num_samples=3, max_new_tokens=4)
+
+
+def test_qa_end_to_end_structure_ranges_cache(tiny_pair, monkeypatch):
+    results = run_evaluation(tiny_pair, tiny_landscape(), "qa", True, [1.0, 1.5], seed=3, settings=TINY)
+    methods = ["post", "slr", "soup", "slr_early", "slr_late", "pre"]
+    assert list(results) == [*methods, "meta"]
+    for key in methods:
+        assert list(results[key]) == ["1.0", "1.5"]
+        for metrics in results[key].values():
+            assert 0.0 <= metrics["precision"] <= 1.0
+            assert 0.0 <= metrics["entropy"] <= math.log(TINY.num_samples) + 1e-9
+            assert 0.0 <= metrics["coverage"] <= 1.0
+            assert all(metrics[f"{n}_std"] >= 0 for n in ("precision", "entropy", "coverage"))
+    meta = results["meta"]
+    assert meta["methods"]["slr"]["interval"] == [1, 2] and meta["methods"]["soup"]["alpha"] == 0.5
+    assert meta["seed"] == 3 and meta["settings"]["num_samples"] == 3 and meta["items"] == ["us_states", "countries"]
+    assert meta["post_fingerprint"] == tiny_pair.post_fingerprint
+    table = evaluation.format_table(results)
+    assert "SLR [1, 2]" in table and "Proxy-Soup alpha=0.50" in table and "coverage-n" in table
+    assert len(evaluation.results_frame(results)) == 12
+    assert len(evaluation.figure_data(results)["precision"]) == 12
+
+    def no_sampling(*args, **kwargs):
+        raise AssertionError("a repeated call must come from the cache")
+
+    monkeypatch.setattr(qa, "sample", no_sampling)
+    again = run_evaluation(tiny_pair, tiny_landscape(), "qa", True, [1.0, 1.5], seed=3, settings=TINY)
+    assert {k: v for k, v in again.items() if k != "meta"} == {k: v for k, v in results.items() if k != "meta"}
+
+
+def test_runs_reproduce_without_cache(tiny_pair):
+    def run():
+        return run_evaluation(tiny_pair, tiny_landscape(), "qa", True, [1.0], 5, settings=TINY, use_cache=False)
+
+    first, second = run(), run()
+    assert first["meta"]["examples"] == second["meta"]["examples"]
+    assert {k: v for k, v in first.items() if k != "meta"} == {k: v for k, v in second.items() if k != "meta"}
+
+
+def test_writing_end_to_end(tiny_pair):
+    settings = EvalSettings(num_items=3, num_samples=2, max_new_tokens=6)
+    results = run_evaluation(tiny_pair, tiny_landscape(), "writing", True, [1.0], 0, settings=settings)
+    for key in ("post", "slr", "pre"):
+        metrics = results[key]["1.0"]
+        assert 0.0 <= metrics["diversity"] <= 2.0
+        assert 0.0 <= metrics["distinct_1"] <= 1.0 and 0.0 <= metrics["distinct_2"] <= 1.0
+        assert metrics["loglik"] <= 0.0 or math.isnan(metrics["loglik"])
+        assert 0.0 <= metrics["repetition"] <= 1.0
+        assert {"diversity_poem", "diversity_story", "diversity_joke"} <= set(metrics)
+    assert "quality PROXIES" in evaluation.format_table(results)
+
+
+@pytest.mark.parametrize(
+    "task, temperatures, message",
+    [("poetry", [1.0], "Unknown task"), ("qa", [0.0], "temperature"), ("qa", [], "at least one temperature")],
+)
+def test_bad_requests_raise_clear_errors(tiny_pair, task, temperatures, message):
+    with pytest.raises(EvaluationError, match=message) as caught:
+        run_evaluation(tiny_pair, tiny_landscape(), task, True, temperatures, settings=TINY)
+    assert isinstance(caught.value, SLRError)
+    with pytest.raises(EvaluationError, match="post-trained reference"):
+        run_evaluation(tiny_pair, Landscape(4), "qa", True, [1.0], settings=TINY)
