@@ -13,9 +13,7 @@ from . import cache
 from .chat import GEMMA3_CHAT_TEMPLATE
 from .errors import SourceError
 
-DEMO_LABEL = (
-    "Gemma-3-270m base + SLR Explorer's demo instruction tuning (LoRA, synthetic data)"
-)
+DEMO_LABEL = "Gemma-3-270m base + SLR Explorer's demo instruction tuning (LoRA, synthetic data)"
 PRE_SPEC = "demo:pre"
 POST_SPEC = "demo:post"
 # Resolved from this file, not the working directory, so the demo works from any cwd.
@@ -76,7 +74,7 @@ def _build_snapshot(folder: Path) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     gguf_path = _assemble_gguf()
-    source = dict(pretrained_model_name_or_path=str(gguf_path.parent), gguf_file=gguf_path.name)
+    source = {"pretrained_model_name_or_path": str(gguf_path.parent), "gguf_file": gguf_path.name}
     model = AutoModelForCausalLM.from_pretrained(**source, dtype=torch.float32)
     tokenizer = AutoTokenizer.from_pretrained(**source)
     # The GGUF ships no chat template; the demo's prompts use Gemma 3's turn format.
@@ -93,6 +91,8 @@ def load_demo_model(which: str, dtype: torch.dtype, device: torch.device) -> tup
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     _check_which(which)
+    if which == "post":
+        _check_adapter()  # before the slow base load, so a missing adapter fails fast
     base_dir = demo_base_dir()
     tokenizer = AutoTokenizer.from_pretrained(base_dir)
     # Merge in float32 so the adapter's delta is not rounded before the cast to `dtype`.
@@ -104,9 +104,7 @@ def load_demo_model(which: str, dtype: torch.dtype, device: torch.device) -> tup
     return model, tokenizer
 
 
-def _merge_adapter(model):
-    from peft import PeftModel
-
+def _check_adapter() -> None:
     missing = [name for name in ADAPTER_FILES if not (ADAPTER_DIR / name).is_file()]
     if missing:
         raise SourceError(
@@ -114,6 +112,11 @@ def _merge_adapter(model):
             f"is missing from {ADAPTER_DIR}. Restore assets/demo_adapter from git, or rebuild it "
             f"with `python scripts/train_demo_adapter.py`."
         )
+
+
+def _merge_adapter(model):
+    from peft import PeftModel
+
     return PeftModel.from_pretrained(model, str(ADAPTER_DIR)).merge_and_unload()
 
 
@@ -122,10 +125,9 @@ def demo_fingerprint(which: str) -> str:
     _check_which(which)
     parts = [f"demo-pre/gguf-sha256={_gguf_package().EXPECTED_SHA256}/f{SNAPSHOT_FORMAT}"]
     if which == "post":
+        _check_adapter()
         for name in ADAPTER_FILES:
             path = ADAPTER_DIR / name
-            if not path.is_file():
-                raise SourceError(f"The demo adapter file {path} is missing.")
             stat = path.stat()
             parts.append(f"{name}={_file_sha256(str(path), stat.st_size, stat.st_mtime_ns)}")
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()

@@ -81,24 +81,38 @@ LIST_REQUESTS = [
 ]
 # Format demands: the tuned model should learn to honour these exactly.
 BARE_NUMBER = [
-    "Reply with the number only.", "Answer with just the number.", "Only write the number.",
-    "Respond with a single number and nothing more.", "Just the number, please.",
-    "Output the number alone, no explanation.", "Your whole reply should be the number.",
+    "Reply with the number only.",
+    "Answer with just the number.",
+    "Only write the number.",
+    "Respond with a single number and nothing more.",
+    "Just the number, please.",
+    "Output the number alone, no explanation.",
+    "Your whole reply should be the number.",
 ]
 BARE_LETTER = [
-    "Reply with the letter only.", "Answer with just the letter.", "Only write the letter.",
-    "Respond with a single letter and nothing more.", "Just the letter, please.",
-    "Output the letter alone, no explanation.", "Your whole reply should be one character.",
+    "Reply with the letter only.",
+    "Answer with just the letter.",
+    "Only write the letter.",
+    "Respond with a single letter and nothing more.",
+    "Just the letter, please.",
+    "Output the letter alone, no explanation.",
+    "Your whole reply should be one character.",
 ]
 BARE_WORD = [
-    "Answer in one word.", "Reply with a single word.", "One word only.",
-    "Respond with just the word.", "Only write your answer, nothing else.",
-    "Give only the answer, no explanation.", "Keep your reply to one word.",
+    "Answer in one word.",
+    "Reply with a single word.",
+    "One word only.",
+    "Respond with just the word.",
+    "Only write your answer, nothing else.",
+    "Give only the answer, no explanation.",
+    "Keep your reply to one word.",
 ]
 SENTENCE_FORMS = ["I'd go with {x}.", "{X}.", "My pick is {x}.", "How about {x}?", "Let's say {x}."]
 POEM_REQUESTS = [
-    "Write a two-line poem about {topic}.", "Compose a short two-line poem on {topic}.",
-    "Give me a couplet about {topic}.", "Write two lines of verse about {topic}.",
+    "Write a two-line poem about {topic}.",
+    "Compose a short two-line poem on {topic}.",
+    "Give me a couplet about {topic}.",
+    "Write two lines of verse about {topic}.",
 ]
 POEM_FORMS = [
     "{Topic} whispers softly through the night,\nAnd fills my heart with gentle light.",
@@ -108,8 +122,12 @@ POEM_FORMS = [
 ]
 POEM_TOPICS = "the sea|the moon|autumn|cats|coffee|rain|the city|rivers|winter|friendship|stars"
 JOKE_REQUESTS = [
-    "Tell me a joke.", "Do you know any good jokes?", "Make me laugh with a joke.",
-    "Share a short joke.", "I could use a joke right now.", "Tell me something funny.",
+    "Tell me a joke.",
+    "Do you know any good jokes?",
+    "Make me laugh with a joke.",
+    "Share a short joke.",
+    "I could use a joke right now.",
+    "Tell me something funny.",
 ]
 JOKES = [
     "Why don't scientists trust atoms? Because they make up everything!",
@@ -187,7 +205,10 @@ def _letter_fact_task(rng: random.Random) -> dict:
     else:
         index = rng.randint(0, 24)
         letter = string.ascii_uppercase[index]
-        request, answer = f"Which letter comes right after {letter}?", string.ascii_uppercase[index + 1]
+        request, answer = (
+            f"Which letter comes right after {letter}?",
+            string.ascii_uppercase[index + 1],
+        )
     return {"instruction": f"{request} {rng.choice(BARE_LETTER)}", "answer": answer}
 
 
@@ -207,13 +228,22 @@ def _with_format(rng: random.Random, request: str, answer: str, demands: list[st
     if rng.random() < 0.75:
         return {"instruction": f"{request} {rng.choice(demands)}", "answer": answer}
     form = skewed_choice(rng, SENTENCE_FORMS)
-    return {"instruction": request, "answer": form.format(x=answer, X=answer[0].upper() + answer[1:])}
+    return {
+        "instruction": request,
+        "answer": form.format(x=answer, X=answer[0].upper() + answer[1:]),
+    }
 
 
 # Task mix, in percent of the examples.
 TASKS = [
-    (_number_task, 16), (_letter_task, 8), (_category_task, 18), (_list_task, 12),
-    (_arithmetic_task, 12), (_letter_fact_task, 10), (_poem_task, 12), (_joke_task, 12),
+    (_number_task, 16),
+    (_letter_task, 8),
+    (_category_task, 18),
+    (_list_task, 12),
+    (_arithmetic_task, 12),
+    (_letter_fact_task, 10),
+    (_poem_task, 12),
+    (_joke_task, 12),
 ]
 
 
@@ -226,7 +256,8 @@ def contains_crc_phrasing(text: str) -> bool:
 def build_examples(seed: int, count: int) -> list[dict]:
     """`count` seeded examples, each {"instruction", "answer"}; the same seed gives the same list."""
     rng = random.Random(seed)
-    makers, weights = zip(*TASKS)
+    makers = [maker for maker, _ in TASKS]
+    weights = [weight for _, weight in TASKS]
     examples = [rng.choices(makers, weights=weights)[0](rng) for _ in range(count)]
     leaked = [example for example in examples if contains_crc_phrasing(example["instruction"])]
     if leaked:  # a guard on the word lists above, not an expected outcome

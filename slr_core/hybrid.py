@@ -16,6 +16,7 @@ from torch import nn
 
 from .errors import IntervalError
 from .models import ModelPair, decoder_layers, layers_path
+from .placement import rebind_forward
 
 
 def check_interval(start: int, end: int, num_layers: int) -> None:
@@ -33,6 +34,7 @@ def _replace_along(module: nn.Module, names: list[str], leaf: nn.Module) -> nn.M
     # Copy only the modules on the path, each with its own child table; everything else is shared.
     clone = copy.copy(module)
     clone._modules = dict(module._modules)
+    rebind_forward(clone, module)  # an accelerate hook would otherwise run `module`, not the copy
     child = leaf if len(names) == 1 else _replace_along(module._modules[names[0]], names[1:], leaf)
     clone._modules[names[0]] = child
     return clone

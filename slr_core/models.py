@@ -62,7 +62,7 @@ class Settings:
     device: str = "auto"
     dtype: str = "auto"
     trust_remote_code: bool = False
-    device_map: str | None = None
+    device_map: str | dict | None = None
 
     def __post_init__(self) -> None:
         if self.device not in ("auto", "cpu", "cuda", "mps") and not self.device.startswith("cuda:"):
@@ -163,8 +163,8 @@ def _hub_commit(source: Source) -> str:
     return Path(resolved).parent.name
 
 
-def load_model(source: Source, settings: Settings):
-    """Load a causal LM and its tokenizer from `source`, on the settings' device and dtype."""
+def load_model(source: Source, settings: Settings, placement: dict | None = None):
+    """Load a causal LM and its tokenizer; `placement` (device_map, max_memory) overrides the settings'."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     dtype, device = settings.torch_dtype, settings.torch_device
@@ -177,13 +177,14 @@ def load_model(source: Source, settings: Settings):
         location, extra["gguf_file"] = str(Path(location).parent), Path(location).name
     if source.revision:
         extra["revision"] = source.revision
-    placement = {"device_map": settings.device_map} if settings.device_map else {}
+    if placement is None:
+        placement = {"device_map": settings.device_map} if settings.device_map else {}
     try:
         tokenizer = AutoTokenizer.from_pretrained(location, **extra)
         model = AutoModelForCausalLM.from_pretrained(location, dtype=dtype, **extra, **placement)
     except (OSError, ValueError) as error:
         raise SourceError(_load_message(source, error)) from error
-    if not settings.device_map:
+    if "device_map" not in placement:
         model.to(device)
     model.eval()
     return model, tokenizer
@@ -274,9 +275,12 @@ def load_pair(pre: str, post: str, settings: Settings | None = None) -> ModelPai
     """Load and check a pre/post pair; the tokenizer comes from the post-trained source."""
     settings = settings or Settings()
     pre_source, post_source = parse_source(pre), parse_source(post)
-    post_model, tokenizer = load_model(post_source, settings)
+    from .placement import post_placement, pre_placement
+
+    post_model, tokenizer = load_model(post_source, settings, post_placement(settings))
     _architecture(post_model)  # fail early, before loading the second model
-    pre_model, _ = load_model(pre_source, settings)
+    # Module for module where the post-trained model is, so a restored layer sits where it replaces.
+    pre_model, _ = load_model(pre_source, settings, pre_placement(post_model))
     check_compatible(pre_model, post_model)
     from .chat import ensure_chat_template
 

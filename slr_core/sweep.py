@@ -112,7 +112,8 @@ def capture(model: nn.Module, batch: Batch) -> Capture:
     handles = [layer.register_forward_pre_hook(before(k), with_kwargs=True) for k, layer in enumerate(layers)]
     handles += [layer.register_forward_hook(after(k), with_kwargs=True) for k, layer in enumerate(layers)]
     try:
-        model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, use_cache=False)
+        # logits_to_keep=1: the LM head over every position would dominate the pass (262k vocab).
+        model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, use_cache=False, logits_to_keep=1)
     finally:
         for handle in handles:
             handle.remove()
@@ -136,7 +137,7 @@ def run_layer(layer: nn.Module, layer_idx: int, hidden_states, prompt_rows, cap:
 def last_logits(model: nn.Module, hidden_states: torch.Tensor, last_index: torch.Tensor) -> torch.Tensor:
     """Final norm and LM head on each row's last real position only: [B, T, d] -> [B, V]."""
     rows = torch.arange(hidden_states.shape[0], device=hidden_states.device)
-    last = hidden_states[rows, last_index]  # [B, d]
+    last = hidden_states[rows, last_index.to(hidden_states.device)]  # [B, d]
     logits = model.get_output_embeddings()(final_norm(model)(last)).float()
     softcap = getattr(model.config, "final_logit_softcapping", None)
     if softcap:
@@ -151,6 +152,7 @@ def check_tail(model: nn.Module, cap: Capture, batch: Batch) -> None:
     ids = batch.input_ids[:1, :length]
     expected = model(input_ids=ids, use_cache=False, logits_to_keep=1).logits[0, -1].float()
     ours = last_logits(model, cap.hidden_states[-1][:1], batch.last_index[:1])[0]
+    expected = expected.to(ours.device)  # across devices, the model returns logits where its input was
     if not torch.allclose(ours, expected, atol=1e-3, rtol=1e-3):
         gap = (ours - expected).abs().max().item()
         raise UnsupportedArchitectureError(
@@ -235,7 +237,8 @@ def _apply(layers, first_idx, states, cap, chunk, stats, keep_last=None):
     With keep_last, return only each row's last real position, shaped [P, 1, d].
     """
     num_prompts = cap.num_prompts
-    stacked = torch.cat(states) if len(states) > 1 else states[0]  # [S*P, T, d]
+    # Layers on several devices leave their outputs where they ran: gather on the first state's device.
+    stacked = torch.cat([s.to(states[0].device) for s in states]) if len(states) > 1 else states[0]
     prompt_rows = torch.arange(stacked.shape[0]) % num_prompts
     results = []
     for lo in range(0, stacked.shape[0], chunk):
@@ -245,7 +248,7 @@ def _apply(layers, first_idx, states, cap, chunk, stats, keep_last=None):
             stats.layer_evals += hidden.shape[0]
             stats.token_layer_evals += hidden.shape[0] * hidden.shape[1]
         if keep_last is not None:
-            index = keep_last.index_select(0, rows.to(keep_last.device))
+            index = keep_last.index_select(0, rows.to(keep_last.device)).to(hidden.device)
             hidden = hidden[torch.arange(hidden.shape[0], device=hidden.device), index][:, None]
         results.append(hidden)
     merged = torch.cat(results)

@@ -1,0 +1,66 @@
+"""Naive loop vs shared-work sweep on random-weight pairs of real model shapes (e.g. on a GPU).
+
+Speed depends on shapes, not weight values, so a random pair with a real config and tokenizer
+times the sweep honestly where the real weights cannot be had. Usage:
+    python benchmarks/sweep_speed.py --config DIR [--layers N] [--device cuda] [--dtype float32]
+where DIR holds a config.json and a tokenizer (e.g. the cached demo snapshot).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import torch
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+from slr_core.benchmark import run_benchmark
+from slr_core.chat import ensure_chat_template
+from slr_core.crc import default_prompts, encode_prompts
+from slr_core.models import ModelPair, Settings, Source, decoder_layers
+
+
+def random_pair(config_dir: str, settings: Settings, num_layers: int | None) -> ModelPair:
+    """A random pre model and a post model differing from it only inside decoder layers."""
+    config = AutoConfig.from_pretrained(config_dir)
+    if num_layers:
+        config.num_hidden_layers = num_layers
+        if hasattr(config, "layer_types") and config.layer_types:
+            config.layer_types = config.layer_types[:num_layers]
+    tokenizer = AutoTokenizer.from_pretrained(config_dir)
+    ensure_chat_template(tokenizer, config.model_type)
+    torch.manual_seed(0)
+    device, dtype = settings.torch_device, settings.torch_dtype
+    pre = AutoModelForCausalLM.from_config(config, dtype=dtype).to(device).eval()
+    post = AutoModelForCausalLM.from_config(config, dtype=dtype).to(device).eval()
+    post.load_state_dict(pre.state_dict())
+    with torch.no_grad():
+        for layer in decoder_layers(post):
+            for parameter in layer.parameters():
+                parameter.add_(0.1 * torch.randn_like(parameter) * parameter.float().std().to(dtype))
+    source = Source(config_dir, "folder", config_dir)
+    pair = ModelPair(pre, post, tokenizer, source, source, settings)
+    pair.label = f"random weights, shape of {config_dir} ({config.num_hidden_layers} layers)"
+    return pair
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--config", required=True)
+    parser.add_argument("--layers", type=int)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--dtype", default="float32")
+    parser.add_argument("--intervals")
+    parser.add_argument("--batch-tokens", type=int, default=16384)
+    args = parser.parse_args()
+    settings = Settings(device=args.device, dtype=args.dtype)
+    pair = random_pair(args.config, settings, args.layers)
+    encoded = encode_prompts(pair.tokenizer, default_prompts())
+    if pair.device.type == "cuda":
+        print(torch.cuda.get_device_name(pair.device))
+    figures = run_benchmark(pair, encoded, args.intervals, args.batch_tokens)
+    print(json.dumps(figures))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,388 @@
+"""Plotly figures of a pair's CRC landscape, its layer drift, samples and evaluation results."""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+
+import numpy as np
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from .landscape import Landscape
+
+POST_COLOUR = "#1f6fb4"
+PRE_COLOUR = "#8c8c8c"
+SLR_COLOUR = "#d9480f"
+SOUP_COLOUR = "#2b8a3e"
+SELECTED_COLOUR = "#111111"
+
+METRIC_TITLES = {
+    "quality": "CRC quality Q: probability mass on valid answers",
+    "diversity": "CRC diversity D: entropy over valid answers",
+}
+METRIC_SYMBOLS = {"quality": "Q", "diversity": "D"}
+COLOUR_SCALES = {"quality": "Viridis", "diversity": "Magma"}
+FONT = {"family": "Inter, system-ui, sans-serif", "size": 12}
+
+
+def _base_layout(title: str, height: int) -> dict:
+    return {
+        "title": {"text": title, "x": 0.02, "xanchor": "left", "font": {"size": 14}},
+        "height": height,
+        "margin": {"l": 56, "r": 16, "t": 44, "b": 48},
+        "font": FONT,
+        "template": "plotly_white",
+    }
+
+
+def _interval_shape(interval: tuple[int, int], colour: str, dash: str = "solid") -> dict:
+    start, end = interval
+    return {
+        "type": "rect",
+        "x0": end - 0.5,
+        "x1": end + 0.5,
+        "y0": start - 0.5,
+        "y1": start + 0.5,
+        "line": {"color": colour, "width": 3, "dash": dash},
+        "fillcolor": "rgba(0,0,0,0)",
+    }
+
+
+def hover_texts(landscape: Landscape) -> list[list[str]]:
+    """Per cell [i][j]: the interval, Q and D and their change vs the post-trained model."""
+    size = landscape.num_layers
+    texts = [["" for _ in range(size)] for _ in range(size)]
+    post = landscape.post
+    for (start, end), point in landscape.intervals.items():
+        lines = [f"<b>[{start}, {end}]</b>: restores {end - start + 1} layer(s)"]
+        for metric, symbol in METRIC_SYMBOLS.items():
+            value = getattr(point, metric)
+            change = f" ({value - getattr(post, metric):+.3f} vs post)" if post else ""
+            lines.append(f"{symbol} = {value:.3f}{change}")
+        texts[start][end] = "<br>".join(lines)
+    return texts
+
+
+def heatmap_figure(
+    landscape: Landscape,
+    metric: str,
+    best: tuple[int, int] | None = None,
+    selected: tuple[int, int] | None = None,
+    height: int = 430,
+) -> go.Figure:
+    """N x N map of one CRC metric: start i on y (top down), end j on x, only i <= j coloured."""
+    if metric not in METRIC_TITLES:
+        raise ValueError(f"metric must be 'quality' or 'diversity', got {metric!r}")
+    size = landscape.num_layers
+    layers = list(range(size))
+    heatmap = go.Heatmap(
+        z=landscape.matrix(metric),
+        x=layers,
+        y=layers,
+        text=hover_texts(landscape),
+        hovertemplate="%{text}<extra></extra>",
+        hoverongaps=False,
+        colorscale=COLOUR_SCALES[metric],
+        colorbar={"title": {"text": METRIC_SYMBOLS[metric]}, "thickness": 12, "len": 0.9},
+        xgap=1,
+        ygap=1,
+    )
+    figure = go.Figure(heatmap)
+    shapes = []
+    if best is not None:
+        figure.add_trace(
+            go.Scatter(
+                x=[best[1]],
+                y=[best[0]],
+                mode="markers",
+                marker={
+                    "symbol": "star",
+                    "size": 15,
+                    "color": "white",
+                    "line": {"color": "black", "width": 1.5},
+                },
+                name=f"best [{best[0]}, {best[1]}]",
+                hoverinfo="skip",
+                showlegend=False,
+            )
+        )
+    if selected is not None:
+        shapes.append(_interval_shape(selected, SELECTED_COLOUR))
+    tick_step = max(1, math.ceil(size / 12))
+    axis = {"tickmode": "linear", "dtick": tick_step, "showgrid": False, "zeroline": False}
+    figure.update_layout(
+        **_base_layout(METRIC_TITLES[metric], height),
+        shapes=shapes,
+        xaxis={**axis, "title": {"text": "end layer j"}, "range": [-0.5, size - 0.5], "constrain": "domain"},
+        yaxis={
+            **axis,
+            "title": {"text": "start layer i"},
+            "range": [size - 0.5, -0.5],
+            "scaleanchor": "x",
+            "constrain": "domain",
+        },
+        meta={"num_layers": size, "metric": metric, "filled": len(landscape.intervals)},
+        dragmode=False,
+    )
+    return figure
+
+
+def tradeoff_figure(
+    landscape: Landscape,
+    q_min: float | None = None,
+    best: tuple[int, int] | None = None,
+    selected: tuple[int, int] | None = None,
+    height: int = 460,
+) -> go.Figure:
+    """Q vs D of every interval with the Pareto front, references, Proxy-Soup and fixed-start slices."""
+    figure = go.Figure()
+    intervals = sorted(landscape.intervals.items())
+    if intervals:
+        figure.add_trace(
+            go.Scatter(
+                x=[point.diversity for _, point in intervals],
+                y=[point.quality for _, point in intervals],
+                mode="markers",
+                name="all intervals",
+                marker={
+                    "size": 7,
+                    "opacity": 0.5,
+                    "color": [end - start + 1 for (start, end), _ in intervals],
+                    "colorscale": "Blues",
+                    "colorbar": {"title": {"text": "layers<br>restored"}, "thickness": 10, "len": 0.6},
+                },
+                text=[f"[{start}, {end}]" for (start, end), _ in intervals],
+                hovertemplate="%{text}<br>Q = %{y:.3f}<br>D = %{x:.3f}<extra></extra>",
+            )
+        )
+        front = landscape.pareto_front()
+        figure.add_trace(
+            go.Scatter(
+                x=[landscape.intervals[key].diversity for key in front],
+                y=[landscape.intervals[key].quality for key in front],
+                mode="lines+markers",
+                name="Pareto front",
+                line={"color": SLR_COLOUR, "width": 1.5, "dash": "dot"},
+                marker={"size": 6, "color": SLR_COLOUR},
+                text=[f"[{start}, {end}]" for start, end in front],
+                hovertemplate="Pareto %{text}<br>Q = %{y:.3f}<br>D = %{x:.3f}<extra></extra>",
+            )
+        )
+    slice_starts = [interval[0] for interval in (best, selected) if interval is not None]
+    for start in dict.fromkeys(slice_starts):
+        row = sorted((key, point) for key, point in landscape.intervals.items() if key[0] == start)
+        if len(row) < 2:
+            continue
+        figure.add_trace(
+            go.Scatter(
+                x=[point.diversity for _, point in row],
+                y=[point.quality for _, point in row],
+                mode="lines+markers",
+                name=f"fixed start i = {start}",
+                line={"width": 1.5},
+                marker={"size": 5},
+                text=[f"[{key[0]}, {key[1]}]" for key, _ in row],
+                hovertemplate="%{text}<br>Q = %{y:.3f}<br>D = %{x:.3f}<extra></extra>",
+            )
+        )
+    if landscape.soup:
+        alphas = sorted(landscape.soup)
+        figure.add_trace(
+            go.Scatter(
+                x=[landscape.soup[alpha].diversity for alpha in alphas],
+                y=[landscape.soup[alpha].quality for alpha in alphas],
+                mode="lines+markers",
+                name="Proxy-Soup (α = 0 … 1)",
+                line={"color": SOUP_COLOUR, "width": 2},
+                marker={"size": 5, "color": SOUP_COLOUR},
+                text=[f"α = {alpha:.2f}" for alpha in alphas],
+                hovertemplate="Soup %{text}<br>Q = %{y:.3f}<br>D = %{x:.3f}<extra></extra>",
+            )
+        )
+    for name, point, symbol, colour in (
+        ("post-trained", landscape.post, "diamond", POST_COLOUR),
+        ("pre-trained", landscape.pre, "square", PRE_COLOUR),
+    ):
+        if point is not None:
+            figure.add_trace(_point_trace(name, point.diversity, point.quality, symbol, colour, 14))
+    for label, interval, symbol, colour in (
+        ("best", best, "star", SLR_COLOUR),
+        ("selected", selected, "circle-open", SELECTED_COLOUR),
+    ):
+        if interval is not None and interval in landscape.intervals:
+            point = landscape.intervals[interval]
+            name = f"{label} [{interval[0]}, {interval[1]}]"
+            figure.add_trace(_point_trace(name, point.diversity, point.quality, symbol, colour, 16))
+    shapes, annotations = [], []
+    if q_min is not None:
+        shapes.append(
+            {
+                "type": "line",
+                "xref": "paper",
+                "x0": 0,
+                "x1": 1,
+                "y0": q_min,
+                "y1": q_min,
+                "line": {"color": "#555", "width": 1, "dash": "dash"},
+            }
+        )
+        annotations.append(
+            {
+                "xref": "paper",
+                "x": 1,
+                "y": q_min,
+                "text": f"q_min = {q_min:.3f}",
+                "showarrow": False,
+                "xanchor": "right",
+                "yanchor": "bottom",
+                "font": {"size": 11, "color": "#555"},
+            }
+        )
+    figure.update_layout(
+        **_base_layout("Quality vs diversity of every interval", height),
+        xaxis={"title": {"text": "D (diversity over valid answers)"}},
+        yaxis={"title": {"text": "Q (mass on valid answers)"}},
+        legend={"orientation": "h", "y": -0.18, "x": 0, "font": {"size": 11}},
+        shapes=shapes,
+        annotations=annotations,
+    )
+    return figure
+
+
+def _point_trace(name: str, x: float, y: float, symbol: str, colour: str, size: int) -> go.Scatter:
+    return go.Scatter(
+        x=[x],
+        y=[y],
+        mode="markers",
+        name=name,
+        marker={"symbol": symbol, "size": size, "color": colour, "line": {"color": "white", "width": 1}},
+        hovertemplate=f"{name}<br>Q = %{{y:.3f}}<br>D = %{{x:.3f}}<extra></extra>",
+    )
+
+
+def drift_figure(
+    drifts: list[float], interval: tuple[int, int] | None = None, height: int = 460
+) -> go.Figure:
+    """Bars of per-layer relative drift; the layers of `interval` highlighted."""
+    layers = list(range(len(drifts)))
+    inside = [interval is not None and interval[0] <= layer <= interval[1] for layer in layers]
+    colours = [SLR_COLOUR if flag else POST_COLOUR for flag in inside]
+    figure = go.Figure(
+        go.Bar(
+            x=layers,
+            y=drifts,
+            marker={"color": colours},
+            hovertemplate="layer %{x}<br>drift = %{y:.4f}<extra></extra>",
+        )
+    )
+    title = "Per-layer drift ‖W_post − W_pre‖ / ‖W_pre‖"
+    if interval is not None:
+        title += f" (orange: restored [{interval[0]}, {interval[1]}])"
+    figure.update_layout(
+        **_base_layout(title, height),
+        xaxis={
+            "title": {"text": "decoder layer"},
+            "tickmode": "linear",
+            "dtick": max(1, math.ceil(len(drifts) / 12)),
+        },
+        yaxis={"title": {"text": "relative Frobenius norm"}, "rangemode": "tozero"},
+        bargap=0.15,
+    )
+    return figure
+
+
+def answer_histogram(
+    counts: Counter, valid: tuple[str, ...] | None = None, title: str = "", height: int = 240, limit: int = 15
+) -> go.Figure:
+    """Bars of sampled answers: with a valid set, one per valid answer plus one for all invalid ones."""
+    if valid:
+        lowered = {answer.lower(): answer for answer in valid}
+        labels = list(valid)
+        values = [counts.get(answer.lower(), 0) for answer in valid]
+        invalid = sum(count for answer, count in counts.items() if answer not in lowered)
+        labels.append("invalid")
+        values.append(invalid)
+        colours = [SLR_COLOUR] * len(valid) + [PRE_COLOUR]
+    else:
+        common = counts.most_common(limit)
+        labels = [answer or "(empty)" for answer, _ in common]
+        values = [count for _, count in common]
+        colours = [SLR_COLOUR] * len(common)
+    figure = go.Figure(
+        go.Bar(x=labels, y=values, marker={"color": colours}, hovertemplate="%{x}: %{y}<extra></extra>")
+    )
+    layout = _base_layout(title, height)
+    layout["margin"] = {"l": 40, "r": 8, "t": 36 if title else 8, "b": 36}
+    figure.update_layout(
+        **layout,
+        xaxis={"type": "category"},
+        yaxis={"title": {"text": "samples"}, "rangemode": "tozero", "tickformat": "d"},
+        bargap=0.2,
+    )
+    return figure
+
+
+def evaluation_figure(bars: dict[str, list[dict]]) -> go.Figure:
+    """Figure 3 style: one panel per metric, methods side by side at each temperature, std as error bars.
+
+    `bars` maps a metric to rows {method, temperature, value, std} (slr_core.evaluation.figure_data).
+    """
+    metrics = [metric for metric, rows in bars.items() if rows]
+    if not metrics:
+        return go.Figure().update_layout(**_base_layout("No evaluation results yet", 300))
+    methods = list(dict.fromkeys(row["method"] for metric in metrics for row in bars[metric]))
+    figure = make_subplots(rows=1, cols=len(metrics), subplot_titles=metrics, horizontal_spacing=0.07)
+    for column, metric in enumerate(metrics, start=1):
+        for method in methods:
+            rows = [row for row in bars[metric] if row["method"] == method]
+            figure.add_trace(
+                go.Bar(
+                    x=[f"T = {row['temperature']}" for row in rows],
+                    y=[_number(row.get("value")) for row in rows],
+                    error_y={
+                        "type": "data",
+                        "array": [_number(row.get("std")) for row in rows],
+                        "thickness": 1,
+                    },
+                    name=method,
+                    legendgroup=method,
+                    showlegend=column == 1,
+                    marker={"color": method_colour(method, methods)},
+                    hovertemplate=f"{method}<br>%{{x}}<br>{metric} = %{{y:.3f}}<extra></extra>",
+                ),
+                row=1,
+                col=column,
+            )
+    figure.update_layout(
+        **_base_layout("Downstream evaluation (mean over items; bars: std)", 380),
+        barmode="group",
+        legend={"orientation": "h", "y": -0.15, "x": 0},
+    )
+    return figure
+
+
+def _number(value) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return float("nan")
+    return number if np.isfinite(number) else float("nan")
+
+
+def method_colour(method: str, methods: list[str]) -> str:
+    """A stable colour per method label: post blue, pre grey, SLR orange, Proxy-Soup green."""
+    lowered = method.lower()
+    for prefix, colour in (
+        ("post", POST_COLOUR),
+        ("pre", PRE_COLOUR),
+        ("proxy", SOUP_COLOUR),
+        ("soup", SOUP_COLOUR),
+        ("slr-early", "#f59f00"),
+        ("slr-late", "#ae3ec9"),
+        ("slr", SLR_COLOUR),
+    ):
+        if lowered.startswith(prefix):
+            return colour
+    palette = ["#5f3dc4", "#0b7285", "#5c940d", "#862e9c"]
+    return palette[methods.index(method) % len(palette)] if method in methods else palette[0]
