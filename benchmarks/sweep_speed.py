@@ -20,14 +20,14 @@ from slr_core.crc import default_prompts, encode_prompts
 from slr_core.models import ModelPair, Settings, Source, decoder_layers
 
 
-def random_pair(config_dir: str, settings: Settings, num_layers: int | None) -> ModelPair:
+def random_pair(config_dir: str, settings: Settings, num_layers: int | None, tokenizer_dir: str | None = None) -> ModelPair:
     """A random pre model and a post model differing from it only inside decoder layers."""
     config = AutoConfig.from_pretrained(config_dir)
     if num_layers:
         config.num_hidden_layers = num_layers
         if hasattr(config, "layer_types") and config.layer_types:
             config.layer_types = config.layer_types[:num_layers]
-    tokenizer = AutoTokenizer.from_pretrained(config_dir)
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir or config_dir)
     ensure_chat_template(tokenizer, config.model_type)
     torch.manual_seed(0)
     device, dtype = settings.torch_device, settings.torch_dtype
@@ -47,6 +47,7 @@ def random_pair(config_dir: str, settings: Settings, num_layers: int | None) -> 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--config", required=True)
+    parser.add_argument("--tokenizer", help="tokenizer folder, if not beside the config")
     parser.add_argument("--layers", type=int)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--dtype", default="float32")
@@ -54,7 +55,7 @@ def main() -> None:
     parser.add_argument("--batch-tokens", type=int, default=16384)
     args = parser.parse_args()
     settings = Settings(device=args.device, dtype=args.dtype)
-    pair = random_pair(args.config, settings, args.layers)
+    pair = random_pair(args.config, settings, args.layers, args.tokenizer)
     encoded = encode_prompts(pair.tokenizer, default_prompts())
     if pair.device.type == "cuda":
         print(torch.cuda.get_device_name(pair.device))
