@@ -20,7 +20,9 @@ from slr_core.crc import default_prompts, encode_prompts
 from slr_core.models import ModelPair, Settings, Source, decoder_layers
 
 
-def random_pair(config_dir: str, settings: Settings, num_layers: int | None, tokenizer_dir: str | None = None) -> ModelPair:
+def random_pair(
+    config_dir: str, settings: Settings, num_layers: int | None, tokenizer_dir: str | None = None
+) -> ModelPair:
     """A random pre model and a post model differing from it only inside decoder layers."""
     config = AutoConfig.from_pretrained(config_dir)
     if num_layers:

@@ -36,7 +36,10 @@ def run_benchmark(
     print(f"device {device}, dtype {pair.dtype}, threads {torch.get_num_threads()}")
     sweep_stats = Stats()
     started = _now(device)
-    swept = {(r.start, r.end): r.per_prompt for r in sweep_intervals(pair, encoded, wanted, batch_tokens, sweep_stats)}
+    swept = {
+        (r.start, r.end): r.per_prompt
+        for r in sweep_intervals(pair, encoded, wanted, batch_tokens, sweep_stats)
+    }
     sweep_seconds = _now(device) - started
     naive_stats = Stats()
     started = _now(device)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import shlex
 import sys
 import time
@@ -13,7 +12,9 @@ from .errors import SLRError
 
 def _pair_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pre", default="demo:pre", help="pre-trained model: hub id[@rev], folder or .gguf")
-    parser.add_argument("--post", default="demo:post", help="post-trained model: hub id[@rev], folder or .gguf")
+    parser.add_argument(
+        "--post", default="demo:post", help="post-trained model: hub id[@rev], folder or .gguf"
+    )
     parser.add_argument("--preset", help="a named pair (overrides --pre/--post); see `presets`")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
     parser.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"])
@@ -43,6 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench = sub.add_parser("bench", help="time the naive paper-style loop against the sweep")
     _pair_arguments(bench)
     bench.add_argument("--intervals", help="limit both to these intervals")
+    bench.add_argument("--num-prompts", type=int, help="use this many prompts, evenly spread (CPU time)")
     export = sub.add_parser("export", help="write a hybrid as a Hugging Face model folder")
     _pair_arguments(export)
     export.add_argument("--interval", type=int, nargs=2, metavar=("I", "J"), required=True)
@@ -99,7 +101,9 @@ def cmd_sweep(args) -> None:
     landscape.meta["command"] = shlex.join(["python", "-m", "slr_core", *sys.argv[1:]])
     write_csv(landscape, args.out)
     print(f"pair: {pair.label}; N = {pair.num_layers} layers")
-    print(f"loaded in {loaded - started:.1f} s; swept {len(landscape.intervals)} intervals in {swept - loaded:.1f} s")
+    print(
+        f"loaded in {loaded - started:.1f} s; swept {len(landscape.intervals)} intervals in {swept - loaded:.1f} s"
+    )
     _print_summary(landscape, 0.9)
     print(f"wrote {args.out}")
 
@@ -121,14 +125,20 @@ def _print_summary(landscape, fraction: float) -> None:
         print(f"no interval reaches q_min = {summary['q_min']:.4f}")
     elif best:
         i, j = best["interval"]
-        print(f"best interval [{i}, {j}] (q_min = {summary['q_min']:.4f}): Q = {best['quality']:.4f}, D = {best['diversity']:.4f}")
+        print(
+            f"best interval [{i}, {j}] (q_min = {summary['q_min']:.4f}): Q = {best['quality']:.4f}, D = {best['diversity']:.4f}"
+        )
         for name, control in summary.get("controls", {}).items():
             if "quality" in control:
                 a, b = control["interval"]
-                print(f"  SLR-{name} [{a}, {b}]: Q = {control['quality']:.4f}, D = {control['diversity']:.4f}")
+                print(
+                    f"  SLR-{name} [{a}, {b}]: Q = {control['quality']:.4f}, D = {control['diversity']:.4f}"
+                )
     if "soup" in summary:
         soup = summary["soup"]
-        print(f"Proxy-Soup best alpha = {soup['alpha']:.2f}: Q = {soup['quality']:.4f}, D = {soup['diversity']:.4f}")
+        print(
+            f"Proxy-Soup best alpha = {soup['alpha']:.2f}: Q = {soup['quality']:.4f}, D = {soup['diversity']:.4f}"
+        )
 
 
 def cmd_prompts(args) -> None:
@@ -151,7 +161,12 @@ def cmd_bench(args) -> None:
     from .benchmark import run_benchmark
 
     pair = _load(args)
-    run_benchmark(pair, _encoded(args, pair.tokenizer), args.intervals, args.batch_tokens)
+    encoded = _encoded(args, pair.tokenizer)
+    if args.num_prompts:
+        step = max(1, len(encoded) // args.num_prompts)
+        keep = list(range(0, len(encoded), step))[: args.num_prompts]
+        encoded = encoded.subset(keep)
+    run_benchmark(pair, encoded, args.intervals, args.batch_tokens)
 
 
 def cmd_export(args) -> None:
@@ -170,7 +185,7 @@ def cmd_export(args) -> None:
 
 
 def cmd_evaluate(args) -> None:
-    from .evaluation import run_evaluation, format_table
+    from .evaluation import format_table, run_evaluation
     from .export import write_json
 
     pair = _load(args)

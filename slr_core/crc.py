@@ -15,12 +15,10 @@ from .chat import encode_chat
 from .errors import PromptSetError
 
 DIGIT_TEMPLATE = (
-    "Generate a random integer in the range [{low}, {high}]. "
-    "Do not include anything else in your reply."
+    "Generate a random integer in the range [{low}, {high}]. Do not include anything else in your reply."
 )
 LETTER_TEMPLATE = (
-    "Generate a random letter from {low} to {high} (inclusive). "
-    "Do not include anything else in your reply."
+    "Generate a random letter from {low} to {high} (inclusive). Do not include anything else in your reply."
 )
 
 
@@ -114,6 +112,13 @@ class EncodedPrompts:
 
     def __len__(self) -> int:
         return len(self.prompts)
+
+    def subset(self, indices: list[int]) -> EncodedPrompts:
+        """The prompts at `indices`, in that order."""
+        pick = lambda items: [items[k] for k in indices]  # noqa: E731
+        return EncodedPrompts(
+            pick(self.prompts), pick(self.input_ids), pick(self.token_ids), pick(self.char_index)
+        )
 
 
 def encode_prompts(tokenizer, prompts: list[CRCPrompt]) -> EncodedPrompts:

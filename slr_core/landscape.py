@@ -46,7 +46,9 @@ class Landscape:
         feasible = [(k, p) for k, p in self.intervals.items() if p.quality >= q_min]
         if not feasible:
             return None
-        ranked = max(feasible, key=lambda kp: (kp[1].diversity, kp[1].quality, -(kp[0][1] - kp[0][0]), -kp[0][0]))
+        ranked = max(
+            feasible, key=lambda kp: (kp[1].diversity, kp[1].quality, -(kp[0][1] - kp[0][0]), -kp[0][0])
+        )
         return ranked[0]
 
     def best_alpha(self, q_min: float) -> float | None:

@@ -21,7 +21,9 @@ def answer_counts(texts: list[str]) -> Counter:
 
 def distinct_n(texts: list[str], n: int) -> float:
     """Unique n-grams over all n-grams across the samples (whitespace tokens); 0 when none."""
-    grams = [tuple(words[k : k + n]) for words in (t.split() for t in texts) for k in range(len(words) - n + 1)]
+    grams = [
+        tuple(words[k : k + n]) for words in (t.split() for t in texts) for k in range(len(words) - n + 1)
+    ]
     return len(set(grams)) / len(grams) if grams else 0.0
 
 

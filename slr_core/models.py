@@ -280,7 +280,7 @@ def load_pair(pre: str, post: str, settings: Settings | None = None) -> ModelPai
     post_model, tokenizer = load_model(post_source, settings, post_placement(settings))
     _architecture(post_model)  # fail early, before loading the second model
     # Module for module where the post-trained model is, so a restored layer sits where it replaces.
-    pre_model, _ = load_model(pre_source, settings, pre_placement(post_model))
+    pre_model, _ = load_model(pre_source, settings, pre_placement(post_model, settings))
     check_compatible(pre_model, post_model)
     from .chat import ensure_chat_template
 

@@ -71,7 +71,9 @@ def sample(
     stop_ids = _stop_ids(tokenizer)
     processors = LogitsProcessorList()
     if on_step is not None:
-        processors.append(_StepCallback(lambda ids: on_step(_decode(tokenizer, ids[:, prompt_length:], stop_ids))))
+        processors.append(
+            _StepCallback(lambda ids: on_step(_decode(tokenizer, ids[:, prompt_length:], stop_ids)))
+        )
     torch.manual_seed(settings.seed)  # one seed drives the whole batch, so a run reproduces
     output = model.generate(
         input_ids=input_ids,

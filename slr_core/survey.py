@@ -108,6 +108,6 @@ def _meta(pair: ModelPair, encoded: EncodedPrompts, context: str) -> dict:
 def complete(iterator: Iterator[Landscape]) -> Landscape:
     """Drain a survey and return the final landscape."""
     landscape = None
-    for landscape in iterator:
+    for landscape in iterator:  # noqa: B007 (we want the last one)
         pass
     return landscape

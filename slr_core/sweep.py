@@ -113,7 +113,9 @@ def capture(model: nn.Module, batch: Batch) -> Capture:
     handles += [layer.register_forward_hook(after(k), with_kwargs=True) for k, layer in enumerate(layers)]
     try:
         # logits_to_keep=1: the LM head over every position would dominate the pass (262k vocab).
-        model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, use_cache=False, logits_to_keep=1)
+        model(
+            input_ids=batch.input_ids, attention_mask=batch.attention_mask, use_cache=False, logits_to_keep=1
+        )
     finally:
         for handle in handles:
             handle.remove()

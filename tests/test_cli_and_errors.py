@@ -32,7 +32,10 @@ def test_sweep_writes_the_documented_csv(tiny_paths, tmp_path):
 def test_sweep_limited_to_listed_intervals(tiny_paths, tmp_path):
     pre, post = tiny_paths("llama")
     out = tmp_path / "some.csv"
-    assert main(["sweep", "--pre", str(pre), "--post", str(post), "--out", str(out), "--intervals", "0-1,3"]) == 0
+    assert (
+        main(["sweep", "--pre", str(pre), "--post", str(post), "--out", str(out), "--intervals", "0-1,3"])
+        == 0
+    )
     rows = [r for r in csv.DictReader(out.open()) if r["kind"] == "interval"]
     assert {(r["start"], r["end"]) for r in rows} == {("0", "1"), ("3", "3")}
 

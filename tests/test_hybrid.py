@@ -23,7 +23,9 @@ def test_hybrid_equals_weight_copy_and_leaves_post_untouched(tiny_paths, family)
     pre, post = tiny_paths(family)
     pair = load_pair(str(pre), str(post), Settings(device="cpu"))
     before = {name: tensor.clone() for name, tensor in pair.post.state_dict().items()}
-    ids = torch.tensor([pair.tokenizer("Generate a random letter from A to K, please, now.")["input_ids"] * 3])
+    ids = torch.tensor(
+        [pair.tokenizer("Generate a random letter from A to K, please, now.")["input_ids"] * 3]
+    )
     for start, end in [(0, 0), (1, 2), (0, pair.num_layers - 1)]:
         hybrid = build_hybrid(pair, start, end)
         expected = _weights_copied_hybrid(pair, start, end)(input_ids=ids).logits

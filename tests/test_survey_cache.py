@@ -79,14 +79,18 @@ def test_killed_cli_sweep_resumes(tiny_paths, tmp_path, isolated_cache):
     process.wait()
     if stored < 2:
         pytest.skip("the sweep finished before it could be killed")
-    done = subprocess.run(command + ["--out", str(tmp_path / "b.csv")], env=env, capture_output=True, text=True)
+    done = subprocess.run(
+        command + ["--out", str(tmp_path / "b.csv")], env=env, capture_output=True, text=True
+    )
     assert done.returncode == 0, done.stderr
     fresh = subprocess.run(
         command + ["--out", str(tmp_path / "c.csv"), "--no-cache"], env=env, capture_output=True, text=True
     )
     resumed = list(csv.DictReader((tmp_path / "b.csv").open()))
     fresh_rows = list(csv.DictReader((tmp_path / "c.csv").open()))
-    assert [(r["kind"], r["start"], r["end"]) for r in resumed] == [(r["kind"], r["start"], r["end"]) for r in fresh_rows]
+    assert [(r["kind"], r["start"], r["end"]) for r in resumed] == [
+        (r["kind"], r["start"], r["end"]) for r in fresh_rows
+    ]
     for a, b in zip(resumed, fresh_rows):
         assert float(a["quality"]) == pytest.approx(float(b["quality"]), abs=1e-5)
     assert fresh.returncode == 0

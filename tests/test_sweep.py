@@ -27,14 +27,14 @@ def test_sweep_equals_naive_for_every_interval(tiny_paths, family):
     batch = make_batch(encoded, pair.tokenizer.pad_token_id, pair.device)
     for model in (pair.post, pair.pre):
         batched = model_scores(model, encoded, batch)
-        single = torch.stack([model_scores(model, _only(encoded, k), _batch(pair, encoded, k))[0] for k in range(3)])
+        single = torch.stack(
+            [model_scores(model, _only(encoded, k), _batch(pair, encoded, k))[0] for k in range(3)]
+        )
         assert torch.allclose(batched[:3], single, atol=1e-4, rtol=0)
 
 
 def _only(encoded, k):
-    from slr_core.crc import EncodedPrompts
-
-    return EncodedPrompts(encoded.prompts[k : k + 1], encoded.input_ids[k : k + 1], encoded.token_ids[k : k + 1], encoded.char_index[k : k + 1])
+    return encoded.subset([k])
 
 
 def _batch(pair, encoded, k):

@@ -57,7 +57,12 @@ def build_tokenizer(folder: Path) -> PreTrainedTokenizerFast:
     """A small BPE tokenizer trained on CRC-like text, with Gemma's chat template."""
     corpus = [p.instruction for s in range(3) for p in default_prompts(seed=s)]
     corpus += ["user model " + " ".join("0123456789") + " " + " ".join("ABCDEFGHIJKLMNOPQRSTUVWXYZ")]
-    corpus += ["user\nmodel\n", "".join("0123456789"), "".join("ABCDEFGHIJKLMNOPQRSTUVWXYZ"), "[0, 5] [A to G]"]
+    corpus += [
+        "user\nmodel\n",
+        "".join("0123456789"),
+        "".join("ABCDEFGHIJKLMNOPQRSTUVWXYZ"),
+        "[0, 5] [A to G]",
+    ]
     tokenizer = Tokenizer(models.BPE(unk_token="<unk>"))
     tokenizer.pre_tokenizer = pre_tokenizers.Metaspace()
     tokenizer.decoder = decoders.Metaspace()
