@@ -102,3 +102,20 @@ def _count_intervals(folder) -> int:
             return sum(1 for key in store.iterkeys() if "/interval/" in str(key))
     except Exception:
         return 0
+
+
+def test_a_shipped_landscape_is_used_only_for_its_own_context(tiny_pair, tmp_path, monkeypatch):
+    from slr_core import survey as survey_module
+    from slr_core.export import write_csv
+
+    encoded = _encoded(tiny_pair)
+    computed = complete(survey(tiny_pair, encoded, use_cache=False))
+    write_csv(computed, tmp_path / "landscapes" / "tiny.csv")
+    monkeypatch.setattr(survey_module, "SHIPPED_DIR", tmp_path / "landscapes")
+    stats = Stats()
+    seeded = complete(survey(tiny_pair, encoded, stats=stats))
+    assert stats.head_rows == 0 and stats.layer_evals == 0  # nothing recomputed
+    for key, point in computed.intervals.items():
+        assert seeded.intervals[key].quality == pytest.approx(point.quality, abs=1e-6)
+    other = encode_prompts(tiny_pair.tokenizer, default_prompts()[:5])
+    assert survey_module.shipped_points(context_id(tiny_pair, other)) == {}
