@@ -160,6 +160,11 @@ def test_question_data_is_sane():
                     assert match(question.id, f"My answer is {alias}!") == reference, (question.id, alias)
 
 
+def test_echoing_the_question_is_not_an_answer():
+    # Pre-trained models often repeat the prompt; that must never count as a correct answer.
+    assert [q.id for q in QUESTIONS if match(q.id, q.text) is not None] == []
+
+
 def test_writing_data_is_sane():
     assert len(PROMPTS) == 30 and len({p.id for p in PROMPTS}) == 30
     quick = PROMPTS[:6]
