@@ -66,6 +66,8 @@ CARD_FILE, MERGEKIT_FILE, LANDSCAPE_FILE, PROVENANCE_FILE = (
 CARD_TAGS = ["slr", "selective-layer-restoration", "merge", "mergekit", "slr-explorer"]
 # The demo pair is built from a GGUF of Gemma 3 270M (base); its post side is this repo's own LoRA.
 DEMO_METADATA = {"base_model": "google/gemma-3-270m", "license": "gemma"}
+CLI_PREFIX = "python -m slr_core"
+CARRIED_KEYS = ("license", "license_name", "license_link")
 HUB_REPO = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
@@ -88,8 +90,8 @@ def export_hybrid(
         raise ExportError(f"Cannot write in {target.parent}: {error.strerror or error}.") from error
     try:
         _write_hybrid(staging, pair, start, end, max_shard_size)
-        command = command or _default_command(pair, start, end, target)
-        _write_sidecars(staging, pair, start, end, landscape, command)
+        cli_command = _cli_command(pair, start, end, target)
+        _write_sidecars(staging, pair, start, end, landscape, command or cli_command, cli_command)
         _move_into_place(staging, target)
     except (OSError, SafetensorError) as error:  # safetensors reports a full disk as its own error
         reason = getattr(error, "strerror", None) or str(error)
@@ -158,9 +160,11 @@ def _write_hybrid(folder: Path, pair: ModelPair, start: int, end: int, max_shard
     pair.tokenizer.save_pretrained(folder)  # with its chat template
 
 
-def _write_sidecars(folder, pair, start, end, landscape, command) -> None:
+def _write_sidecars(folder, pair, start, end, landscape, command: str, cli_command: str) -> None:
+    # A command run through the CLI reproduces itself; the app's description gets a CLI equivalent.
+    cli_command = command if command.startswith(CLI_PREFIX) else cli_command
     metadata = [_source_metadata(pair.pre_source), _source_metadata(pair.post_source)]
-    card = model_card(pair, start, end, landscape, command, metadata)
+    card = model_card(pair, start, end, landscape, command, metadata, cli_command)
     _atomic_write_text(folder / CARD_FILE, card)
     _atomic_write_text(folder / MERGEKIT_FILE, mergekit_yaml(pair, start, end))
     if landscape is not None:
@@ -168,10 +172,10 @@ def _write_sidecars(folder, pair, start, end, landscape, command) -> None:
     write_json(_provenance(pair, start, end, landscape, command), folder / PROVENANCE_FILE)
 
 
-def _default_command(pair: ModelPair, start: int, end: int, target: Path) -> str:
+def _cli_command(pair: ModelPair, start: int, end: int, target: Path) -> str:
     sources = ["--pre", pair.pre_source.spec, "--post", pair.post_source.spec]
     interval = ["--interval", str(start), str(end)]
-    return shlex.join(["python", "-m", "slr_core", "export", *sources, *interval, "--out", str(target)])
+    return shlex.join([*CLI_PREFIX.split(), "export", *sources, *interval, "--out", str(target)])
 
 
 # ---------------------------------------------------------------- model card
@@ -185,24 +189,30 @@ def _crc_points(landscape: Landscape | None, start: int, end: int) -> dict:
 
 
 def _source_metadata(source: Source) -> dict:
-    """Hub metadata (license, ...) of a source model's own card, where it is on disk."""
-    from huggingface_hub.repocard import metadata_load
-
+    """What a source lends the card: its Hub id as a base model, and its own card's license."""
     if source.kind == "demo":
         return dict(DEMO_METADATA)
+    # Only the license travels: a source's own base_model or tags describe its ancestry, not ours.
+    carried = {key: value for key, value in _card_metadata_on_disk(source).items() if key in CARRIED_KEYS}
+    if source.kind == "hub":
+        carried["base_model"] = source.location
+    return carried
+
+
+def _card_metadata_on_disk(source: Source) -> dict:
+    from huggingface_hub import try_to_load_from_cache
+    from huggingface_hub.repocard import metadata_load
+
     card = None
     if source.kind == "folder":
         card = Path(source.location) / "README.md"
     elif source.kind == "hub":
-        from huggingface_hub import try_to_load_from_cache
-
         cached = try_to_load_from_cache(source.location, "README.md", revision=source.revision)
         card = Path(cached) if isinstance(cached, str) else None
     try:
-        metadata = metadata_load(card) if card is not None and card.is_file() else None
+        return (metadata_load(card) if card is not None and card.is_file() else None) or {}
     except (OSError, ValueError, yaml.YAMLError):
-        metadata = None  # an unreadable source card only costs the carried-over license
-    return dict(metadata or {}, **({"base_model": source.location} if source.kind == "hub" else {}))
+        return {}  # an unreadable source card only costs the carried-over license
 
 
 def card_metadata(pair: ModelPair, metadata: list[dict]) -> dict:
@@ -220,6 +230,11 @@ def card_metadata(pair: ModelPair, metadata: list[dict]) -> dict:
             front["base_model_relation"] = "merge"
     if licenses:
         front["license"] = licenses.pop() if len(licenses) == 1 else "other"
+    if front.get("license") == "other":  # a named custom license keeps its name and link
+        for key in ("license_name", "license_link"):
+            values = [entry[key] for entry in metadata if isinstance(entry.get(key), str)]
+            if values:
+                front[key] = values[-1]  # the post-trained model's, when both name one
     front["library_name"] = "transformers"
     front["pipeline_tag"] = "text-generation"
     front["tags"] = CARD_TAGS + [pair.post.config.model_type]
@@ -233,6 +248,7 @@ def model_card(
     landscape: Landscape | None,
     command: str,
     metadata: list[dict] | None = None,
+    cli_command: str | None = None,
 ) -> str:
     """README.md of an export: Hub front matter, the pair, the interval, CRC scores, how to rebuild."""
     metadata = metadata if metadata is not None else [{}, {}]
@@ -249,7 +265,7 @@ def model_card(
         _pair_section(pair),
         _licence_note(metadata),
         _crc_section(landscape, start, end),
-        _reproduce_section(command),
+        _reproduce_section(command, cli_command or command),
         _files_section(landscape is not None),
     ]
     return "\n".join(part for part in sections if part)
@@ -291,7 +307,7 @@ def _licence_note(metadata: list[dict]) -> str:
 def _crc_section(landscape: Landscape | None, start: int, end: int) -> str:
     points = _crc_points(landscape, start, end)
     if not points:
-        return "## CRC proxy scores\n\nNo CRC landscape was given with this export.\n"
+        return "## CRC proxy scores\n\nNo CRC scores were given with this export.\n"
     lines = ["## CRC proxy scores\n", "| model | Q_CRC (quality) | D_CRC (diversity) |", "|---|---|---|"]
     names = {"post": "post-trained", "hybrid": f"hybrid [{start}, {end}]", "pre": "pre-trained"}
     for key, name in names.items():
@@ -321,10 +337,11 @@ def _selection_line(landscape: Landscape, start: int, end: int) -> str:
     return f"\nThe landscape's selection ({rule}) is [{best[0]}, {best[1]}]; this export is a different interval."
 
 
-def _reproduce_section(command: str) -> str:
+def _reproduce_section(command: str, cli_command: str) -> str:
+    made_by = "" if command == cli_command else f"Made by: {command}\n\n"
     return (
-        "## Reproduce\n\nWith SLR Explorer:\n\n"
-        f"```bash\n{command}\n```\n\n"
+        f"## Reproduce\n\n{made_by}With SLR Explorer's command line:\n\n"
+        f"```bash\n{cli_command}\n```\n\n"
         f"With mergekit, from the two source models (see the paths in `{MERGEKIT_FILE}`):\n\n"
         f"```bash\nmergekit-yaml {MERGEKIT_FILE} ./rebuilt\n```\n"
     )
@@ -450,16 +467,31 @@ def push_to_hub(folder: str | Path, repo_id: str, token: str | None = None) -> s
     try:
         url = api.create_repo(repo_id, exist_ok=True)
         api.upload_folder(repo_id=repo_id, folder_path=folder, commit_message="Upload SLR hybrid")
-    except Exception as error:  # classified below; anything unexpected is re-raised as is
-        raise _hub_error(error, repo_id) from error
+    except Exception as error:
+        explained = _hub_error(error, repo_id)
+        if explained is None:
+            raise  # not a network or Hub answer: a bug to see in full
+        raise explained from error
     return str(url)
 
 
-def _hub_error(error: Exception, repo_id: str) -> Exception:
-    import httpx2
-    from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
+def _transport_errors() -> tuple[type, ...]:
+    # huggingface_hub 2.x talks through httpx2, 1.x through httpx; either may be the one installed.
+    import importlib
 
-    if isinstance(error, OfflineModeIsEnabled | httpx2.TransportError):
+    errors: list[type] = [ConnectionError, TimeoutError]  # OfflineModeIsEnabled is a ConnectionError
+    for name in ("httpx2", "httpx"):
+        try:
+            errors.append(importlib.import_module(name).TransportError)
+        except (ImportError, AttributeError):
+            continue
+    return tuple(errors)
+
+
+def _hub_error(error: Exception, repo_id: str) -> ExportError | None:
+    from huggingface_hub.errors import HfHubHTTPError
+
+    if isinstance(error, _transport_errors()) and not isinstance(error, HfHubHTTPError):
         return ExportError(f"Cannot push to {repo_id}: the Hugging Face Hub is unreachable (offline?).")
     if isinstance(error, HfHubHTTPError):
         status = getattr(error.response, "status_code", None)
@@ -472,4 +504,4 @@ def _hub_error(error: Exception, repo_id: str) -> Exception:
         return ExportError(
             f"Cannot push to {repo_id}: the Hub answered {status} ({str(error).splitlines()[0]})."
         )
-    return error
+    return None

@@ -15,7 +15,6 @@ import types
 import torch
 from torch import nn
 
-from .errors import IncompatibleModelsError
 from .models import Settings, decoder_layers, layers_path
 
 # Strategies accelerate resolves itself; an explicit dict map is used as given.
@@ -38,10 +37,16 @@ def post_placement(settings: Settings) -> dict:
     return {"device_map": settings.device_map}
 
 
-def pre_placement(post: nn.Module) -> dict:
+def pre_placement(post: nn.Module, settings: Settings) -> dict:
     """Arguments that load the pre-trained model module for module where the post-trained one is."""
+    if not settings.device_map:
+        return {}
     device_map = getattr(post, "hf_device_map", None)
-    return {"device_map": dict(device_map)} if device_map else {}
+    if device_map:
+        return {"device_map": dict(device_map)}
+    # transformers records no map when everything landed on one device: follow the post model there.
+    first = next(post.parameters(), None)
+    return {"device_map": {"": str(first.device)}} if first is not None else {}
 
 
 def mapped_device(device_map: dict, name: str) -> str | int | None:
@@ -81,13 +86,6 @@ def rebind_forward(clone: nn.Module, original: nn.Module) -> None:
     wrapper = original.__dict__.get("forward")
     if not (isinstance(wrapper, functools.partial) and wrapper.args and wrapper.args[0] is original):
         return  # no hook: the class's forward already binds to the copy
-    hook = getattr(original, "_hf_hook", None)
-    if getattr(hook, "offload", False):
-        # The hook would load the original's weights into whatever the copy holds, layers included.
-        raise IncompatibleModelsError(
-            f"The device map offloads {type(original).__name__} as a whole, so its decoder layers cannot "
-            "be swapped; use a device map that places each decoder layer on its own (e.g. 'auto')."
-        )
     old_forward = original.__dict__.get("_old_forward")
     if isinstance(old_forward, types.MethodType) and old_forward.__self__ is original:
         clone._old_forward = types.MethodType(old_forward.__func__, clone)

