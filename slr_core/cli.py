@@ -98,7 +98,7 @@ def cmd_sweep(args) -> None:
     loaded = time.perf_counter()
     landscape = _landscape(args, pair, args.intervals, args.soup)
     swept = time.perf_counter()
-    landscape.meta["command"] = shlex.join(["python", "-m", "slr_core", *sys.argv[1:]])
+    landscape.meta["command"] = shlex.join(["python", "-m", "slr_core", *args.argv])
     write_csv(landscape, args.out)
     print(f"pair: {pair.label}; N = {pair.num_layers} layers")
     print(
@@ -175,7 +175,7 @@ def cmd_export(args) -> None:
     pair = _load(args)
     start, end = args.interval
     landscape = _landscape(args, pair)
-    command = shlex.join(["python", "-m", "slr_core", *sys.argv[1:]])
+    command = shlex.join(["python", "-m", "slr_core", *args.argv])
     folder = export_hybrid(pair, start, end, args.out, landscape, args.overwrite, command)
     print(f"wrote hybrid [{start}, {end}] to {folder}")
     if args.push_to_hub:
@@ -205,7 +205,9 @@ def cmd_presets(_args) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Run one subcommand; a user error prints one clear line and exits 2."""
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
+    args.argv = argv  # recorded in outputs so a result names the command that made it
     handler = globals()[f"cmd_{args.command}"]
     try:
         handler(args)

@@ -226,8 +226,8 @@ class ModelPair:
 
     @property
     def device(self) -> torch.device:
-        """Where the post-trained model's first parameter lives."""
-        return next(self.post.parameters()).device
+        """Where inputs go: the device of the post-trained input embeddings (never 'meta')."""
+        return self.post.get_input_embeddings().weight.device
 
     @property
     def dtype(self) -> torch.dtype:

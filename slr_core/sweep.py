@@ -155,7 +155,9 @@ def check_tail(model: nn.Module, cap: Capture, batch: Batch) -> None:
     expected = model(input_ids=ids, use_cache=False, logits_to_keep=1).logits[0, -1].float()
     ours = last_logits(model, cap.hidden_states[-1][:1], batch.last_index[:1])[0]
     expected = expected.to(ours.device)  # across devices, the model returns logits where its input was
-    if not torch.allclose(ours, expected, atol=1e-3, rtol=1e-3):
+    # Half precision rounds the two paths differently; a missing head transform is far larger.
+    tolerance = 1e-3 if ours.dtype == torch.float32 and cap.hidden_states[-1].dtype == torch.float32 else 1e-1
+    if not torch.allclose(ours, expected, atol=tolerance, rtol=tolerance):
         gap = (ours - expected).abs().max().item()
         raise UnsupportedArchitectureError(
             f"{type(model).__name__}: replaying the final norm and LM head differs from the "
