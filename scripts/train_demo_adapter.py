@@ -19,12 +19,12 @@ from importlib import metadata
 from pathlib import Path
 
 import torch
-import torch.nn.functional as functional
+from torch.nn import functional
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout
 
-from slr_core import demo, demo_data  # noqa: E402
-from slr_core.chat import encode_chat  # noqa: E402
+from slr_core import demo, demo_data
+from slr_core.chat import encode_chat
 
 TARGET_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 IGNORE = -100
@@ -71,8 +71,11 @@ def collate(rows: list[tuple[list[int], list[int]]], pad_id: int) -> dict:
     ids = [ids + [pad_id] * (width - len(ids)) for ids, _ in rows]
     labels = [labels + [IGNORE] * (width - len(labels)) for _, labels in rows]
     mask = [[1] * len(row) + [0] * (width - len(row)) for row, _ in rows]
-    return {"input_ids": torch.tensor(ids), "labels": torch.tensor(labels),
-            "attention_mask": torch.tensor(mask)}
+    return {
+        "input_ids": torch.tensor(ids),
+        "labels": torch.tensor(labels),
+        "attention_mask": torch.tensor(mask),
+    }
 
 
 def answer_loss(causal_lm, batch: dict) -> torch.Tensor:
@@ -130,8 +133,13 @@ def train(arguments: argparse.Namespace) -> dict:
     held_out = demo_data.build_examples(arguments.seed + 1_000_003, arguments.held_out)
     rows = [tokenize(tokenizer, example, arguments.max_length) for example in examples]
     held_rows = [tokenize(tokenizer, example, arguments.max_length) for example in held_out]
-    config = LoraConfig(r=arguments.rank, lora_alpha=arguments.alpha, lora_dropout=0.05,
-                        target_modules=TARGET_MODULES, task_type="CAUSAL_LM")
+    config = LoraConfig(
+        r=arguments.rank,
+        lora_alpha=arguments.alpha,
+        lora_dropout=0.05,
+        target_modules=TARGET_MODULES,
+        task_type="CAUSAL_LM",
+    )
     peft_model = get_peft_model(model, config)
     peft_model.train()
     causal_lm = peft_model.get_base_model()
@@ -153,25 +161,44 @@ def train(arguments: argparse.Namespace) -> dict:
         loss.backward()
         torch.nn.utils.clip_grad_norm_(trainable, 1.0)
         optimizer.step()
-        train_losses.append(float(loss))
-        print(f"step {step + 1}/{arguments.steps} loss {float(loss):.4f} "
-              f"elapsed {time.time() - started:.0f}s", flush=True)
+        train_losses.append(loss.item())
+        print(
+            f"step {step + 1}/{arguments.steps} loss {train_losses[-1]:.4f} "
+            f"elapsed {time.time() - started:.0f}s",
+            flush=True,
+        )
     loss_after = held_out_loss(causal_lm, held_rows, arguments.batch_size, pad_id)
     print(f"held-out loss after: {loss_after:.4f}", flush=True)
     record = {
-        "seed": arguments.seed, "steps": arguments.steps, "lr": arguments.lr,
-        "warmup_steps": arguments.warmup_steps, "schedule": "linear warm-up, cosine to 0.1x",
-        "batch_size": arguments.batch_size, "max_length": arguments.max_length,
-        "lora": {"r": arguments.rank, "alpha": arguments.alpha, "dropout": 0.05,
-                 "target_modules": TARGET_MODULES, "saved_dtype": "bfloat16"},
-        "data": {"examples": len(examples), "sha256": demo_data.examples_sha256(examples),
-                 "generator": "slr_core.demo_data.build_examples(seed, examples)"},
+        "seed": arguments.seed,
+        "steps": arguments.steps,
+        "lr": arguments.lr,
+        "warmup_steps": arguments.warmup_steps,
+        "schedule": "linear warm-up, cosine to 0.1x",
+        "batch_size": arguments.batch_size,
+        "max_length": arguments.max_length,
+        "lora": {
+            "r": arguments.rank,
+            "alpha": arguments.alpha,
+            "dropout": 0.05,
+            "target_modules": TARGET_MODULES,
+            "saved_dtype": "bfloat16",
+        },
+        "data": {
+            "examples": len(examples),
+            "sha256": demo_data.examples_sha256(examples),
+            "generator": "slr_core.demo_data.build_examples(seed, examples)",
+        },
         "held_out": {"examples": len(held_out), "seed": arguments.seed + 1_000_003},
-        "loss": {"held_out_start": loss_before, "held_out_end": loss_after,
-                 "train_first_step": train_losses[0],
-                 "train_first_10_mean": sum(train_losses[:10]) / len(train_losses[:10]),
-                 "train_last_10_mean": sum(train_losses[-10:]) / len(train_losses[-10:])},
-        "wall_time_s": round(time.time() - started, 1), "threads": arguments.threads,
+        "loss": {
+            "held_out_start": loss_before,
+            "held_out_end": loss_after,
+            "train_first_step": train_losses[0],
+            "train_first_10_mean": sum(train_losses[:10]) / len(train_losses[:10]),
+            "train_last_10_mean": sum(train_losses[-10:]) / len(train_losses[-10:]),
+        },
+        "wall_time_s": round(time.time() - started, 1),
+        "threads": arguments.threads,
         "base_gguf_sha256": demo._gguf_package().EXPECTED_SHA256,
         "versions": versions(),
         "command": "python " + shlex.join(sys.argv),
@@ -187,8 +214,15 @@ def save(peft_model, record: dict, out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as staging:
         peft_model.save_pretrained(staging)  # also writes a model card we do not keep
-        for name in demo.ADAPTER_FILES:
-            shutil.copyfile(Path(staging) / name, out / name)
+        shutil.copyfile(
+            Path(staging) / "adapter_model.safetensors", out / "adapter_model.safetensors"
+        )
+        config = json.loads((Path(staging) / "adapter_config.json").read_text())
+        # peft stores target_modules as a set; sorting keeps the file identical across runs.
+        config["target_modules"] = sorted(config["target_modules"])
+        (out / "adapter_config.json").write_text(
+            json.dumps(config, indent=2, sort_keys=True) + "\n"
+        )
     (out / "training_meta.json").write_text(json.dumps(record, indent=2) + "\n")
 
 
