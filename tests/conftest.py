@@ -11,6 +11,12 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from tiny_pairs import make_pair  # noqa: E402
 
+from slr_core.cache import cache_root  # noqa: E402
+
+# The user's cache, read before the autouse fixture isolates each test: the real tests reuse the
+# demo's dequantized snapshot there instead of rebuilding it (about 80 s) in every temporary folder.
+USER_CACHE = cache_root()
+
 FAMILIES = ["llama", "mistral", "qwen2", "qwen3", "gemma2", "gemma3", "phi3", "gpt_neox"]
 
 
@@ -41,3 +47,14 @@ def tiny_pair(tiny_paths):
 
     pre, post = tiny_paths("llama")
     return load_pair(str(pre), str(post), Settings(device="cpu"))
+
+
+@pytest.fixture(scope="session")
+def demo_pair():
+    """The real demo pair on the CPU, from the user's cache (building its snapshot there once)."""
+    from slr_core.cache import CACHE_ENV
+    from slr_core.models import Settings, load_pair
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(CACHE_ENV, str(USER_CACHE))
+        return load_pair("demo:pre", "demo:post", Settings(device="cpu"))
