@@ -230,11 +230,11 @@ def tradeoff_figure(
         annotations.append(
             {
                 "xref": "paper",
-                "x": 1,
+                "x": 0,
                 "y": q_min,
                 "text": f"q_min = {q_min:.3f}",
                 "showarrow": False,
-                "xanchor": "right",
+                "xanchor": "left",
                 "yanchor": "bottom",
                 "font": {"size": 11, "color": "#555"},
             }

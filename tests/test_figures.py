@@ -1,0 +1,149 @@
+"""Figure builders on a real (tiny) CRC landscape: what each chart shows and where."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import Counter
+
+import numpy as np
+import plotly.graph_objects as go
+import pytest
+
+from slr_core import figures
+from slr_core.crc import default_prompts, encode_prompts
+from slr_core.landscape import Landscape
+from slr_core.survey import complete, survey
+
+
+@pytest.fixture(scope="module")
+def landscape(tiny_pair) -> Landscape:
+    """The full landscape of the tiny Llama pair, soup included (computed, not cached)."""
+    encoded = encode_prompts(tiny_pair.tokenizer, default_prompts())
+    return complete(survey(tiny_pair, encoded, soup=True, use_cache=False))
+
+
+def trace_named(figure: go.Figure, prefix: str):
+    """The first trace whose name starts with `prefix`."""
+    return next(trace for trace in figure.data if (trace.name or "").startswith(prefix))
+
+
+def test_heatmap_colours_only_upper_triangle_with_start_on_y(landscape):
+    figure = figures.heatmap_figure(landscape, "quality")
+    heatmap = figure.data[0]
+    z = np.asarray(heatmap.z, dtype=float)
+    size = landscape.num_layers
+    assert z.shape == (size, size)
+    for i in range(size):
+        for j in range(size):
+            if i <= j:
+                assert z[i, j] == pytest.approx(landscape.intervals[(i, j)].quality)
+            else:
+                assert math.isnan(z[i, j])
+    assert heatmap.hoverongaps is False
+    assert list(figure.layout.yaxis.range) == [size - 0.5, -0.5]  # start i runs top to bottom
+    assert figure.layout.xaxis.title.text == "end layer j"
+    assert figure.layout.meta["num_layers"] == size
+
+
+def test_heatmap_hover_shows_interval_values_and_change_vs_post(landscape):
+    figure = figures.heatmap_figure(landscape, "diversity")
+    text = figure.data[0].text[1][3]
+    point, post = landscape.intervals[(1, 3)], landscape.post
+    assert "[1, 3]" in text
+    assert f"Q = {point.quality:.3f} ({point.quality - post.quality:+.3f} vs post)" in text
+    assert f"D = {point.diversity:.3f} ({point.diversity - post.diversity:+.3f} vs post)" in text
+    assert figure.data[0].text[3][1] == ""  # below the diagonal: no interval, no hover
+
+
+def test_heatmap_marks_best_and_selected_intervals(landscape):
+    best = landscape.best_interval(landscape.q_min(0.9))
+    figure = figures.heatmap_figure(landscape, "quality", best=best, selected=(0, 2))
+    star = trace_named(figure, "best")
+    assert (star.x[0], star.y[0]) == (best[1], best[0])  # x = end j, y = start i
+    assert star.hoverinfo == "skip"  # hovering the star still shows the cell underneath
+    (shape,) = figure.layout.shapes
+    assert (shape.x0, shape.x1, shape.y0, shape.y1) == (1.5, 2.5, -0.5, 0.5)
+
+
+def test_heatmap_json_round_trips_for_the_browser(landscape):
+    figure_json = json.loads(figures.heatmap_figure(landscape, "quality").to_json())
+    assert figure_json["data"][0]["type"] == "heatmap"
+    assert figure_json["layout"]["meta"]["filled"] == len(landscape.intervals)
+
+
+def test_heatmap_of_an_empty_landscape_and_a_bad_metric():
+    empty = figures.heatmap_figure(Landscape(5), "quality")
+    assert np.isnan(np.asarray(empty.data[0].z, dtype=float)).all()
+    with pytest.raises(ValueError, match="quality"):
+        figures.heatmap_figure(Landscape(5), "validity")
+
+
+def test_tradeoff_figure_has_every_series_of_figure_2(landscape):
+    q_min = landscape.q_min(0.9)
+    best = landscape.best_interval(q_min)
+    figure = figures.tradeoff_figure(landscape, q_min, best=best, selected=(1, 1))
+    everything = trace_named(figure, "all intervals")
+    assert len(everything.x) == len(landscape.intervals)
+    front = trace_named(figure, "Pareto front")
+    assert [tuple(map(int, t.strip("[]").split(", "))) for t in front.text] == landscape.pareto_front()
+    soup = trace_named(figure, "Proxy-Soup")
+    assert len(soup.x) == len(landscape.soup) == 21
+    assert trace_named(figure, "post-trained").y[0] == pytest.approx(landscape.post.quality)
+    assert trace_named(figure, "pre-trained").x[0] == pytest.approx(landscape.pre.diversity)
+    slice_trace = trace_named(figure, f"fixed start i = {best[0]}")
+    assert len(slice_trace.x) == landscape.num_layers - best[0]
+    assert trace_named(figure, "selected [1, 1]").y[0] == pytest.approx(landscape.intervals[(1, 1)].quality)
+    (line,) = figure.layout.shapes
+    assert line.y0 == line.y1 == pytest.approx(q_min)
+
+
+def test_tradeoff_figure_of_a_landscape_still_empty():
+    figure = figures.tradeoff_figure(Landscape(4))
+    assert len(figure.data) == 0
+
+
+def test_drift_figure_highlights_the_interval():
+    figure = figures.drift_figure([0.1, 0.2, 0.3, 0.4], interval=(1, 2))
+    bars = figure.data[0]
+    assert list(bars.y) == [0.1, 0.2, 0.3, 0.4]
+    assert list(bars.marker.color) == [
+        figures.POST_COLOUR,
+        figures.SLR_COLOUR,
+        figures.SLR_COLOUR,
+        figures.POST_COLOUR,
+    ]
+    assert "[1, 2]" in figure.layout.title.text
+
+
+def test_answer_histogram_counts_valid_answers_and_lumps_invalid_ones():
+    counts = Counter({"3": 4, "5": 1, "seven": 2, "": 1})
+    figure = figures.answer_histogram(counts, valid=("3", "4", "5"))
+    bars = figure.data[0]
+    assert list(bars.x) == ["3", "4", "5", "invalid"]
+    assert list(bars.y) == [4, 0, 1, 3]
+    letters = figures.answer_histogram(Counter({"b": 2, "z": 1}), valid=("A", "B", "C"))
+    assert list(letters.data[0].y) == [0, 2, 0, 1]  # answers arrive lower-cased by answer_counts
+    free = figures.answer_histogram(Counter({"ohio": 3, "utah": 1}))
+    assert list(free.data[0].x) == ["ohio", "utah"]
+
+
+def test_evaluation_figure_groups_methods_per_metric():
+    bars = {
+        "precision": [
+            {"method": "Post-trained", "temperature": "1.0", "value": 0.9, "std": 0.05},
+            {"method": "SLR [1, 2]", "temperature": "1.0", "value": 0.85, "std": 0.04},
+        ],
+        "entropy": [
+            {"method": "Post-trained", "temperature": "1.0", "value": 0.4, "std": math.nan},
+            {"method": "SLR [1, 2]", "temperature": "1.0", "value": 1.1, "std": 0.2},
+        ],
+    }
+    figure = figures.evaluation_figure(bars)
+    assert [annotation.text for annotation in figure.layout.annotations] == ["precision", "entropy"]
+    assert len(figure.data) == 4
+    slr = [trace for trace in figure.data if trace.name == "SLR [1, 2]"]
+    assert [trace.y[0] for trace in slr] == [0.85, 1.1]
+    assert slr[0].marker.color == figures.SLR_COLOUR
+    assert figures.method_colour("Proxy-Soup alpha=0.40", []) == figures.SOUP_COLOUR
+    assert len(figures.evaluation_figure({}).data) == 0
