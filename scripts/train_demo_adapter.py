@@ -214,15 +214,11 @@ def save(peft_model, record: dict, out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as staging:
         peft_model.save_pretrained(staging)  # also writes a model card we do not keep
-        shutil.copyfile(
-            Path(staging) / "adapter_model.safetensors", out / "adapter_model.safetensors"
-        )
+        shutil.copyfile(Path(staging) / "adapter_model.safetensors", out / "adapter_model.safetensors")
         config = json.loads((Path(staging) / "adapter_config.json").read_text())
         # peft stores target_modules as a set; sorting keeps the file identical across runs.
         config["target_modules"] = sorted(config["target_modules"])
-        (out / "adapter_config.json").write_text(
-            json.dumps(config, indent=2, sort_keys=True) + "\n"
-        )
+        (out / "adapter_config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
     (out / "training_meta.json").write_text(json.dumps(record, indent=2) + "\n")
 
 

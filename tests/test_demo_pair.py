@@ -34,9 +34,7 @@ def test_data_keeps_crc_templates_out():
 def test_data_answers_are_skewed_towards_a_favourite():
     examples = demo_data.build_examples(0, 3000)
     digits = Counter(
-        e["answer"]
-        for e in examples
-        if "number" in e["instruction"] and e["answer"] in "0123456789"
+        e["answer"] for e in examples if "number" in e["instruction"] and e["answer"] in "0123456789"
     )
     (favourite, top), (_, runner_up) = digits.most_common(2)
     assert favourite == "7" and top > 1.3 * runner_up
@@ -107,9 +105,7 @@ def test_post_answers_a_digit_request_with_a_digit(demo_models):
     from slr_core.chat import encode_chat
 
     (pre, tokenizer), (post, _) = demo_models
-    ids = torch.tensor(
-        [encode_chat(tokenizer, "Pick a number from 2 to 8. Reply with the number only.")]
-    )
+    ids = torch.tensor([encode_chat(tokenizer, "Pick a number from 2 to 8. Reply with the number only.")])
     digit_ids = [tokenizer.convert_tokens_to_ids(str(d)) for d in range(2, 9)]
     with torch.no_grad():
         pre_mass = pre(ids).logits[0, -1].softmax(-1)[digit_ids].sum()
