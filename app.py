@@ -272,15 +272,12 @@ def cached_landscape(entry: LoadedPair) -> Landscape:
     landscape = Landscape(pair.num_layers, meta={"pair": pair.label, "cache_context": context})
     names = ["post", "pre"] + [f"interval/{i}-{j}" for i, j in sorted(all_intervals(pair.num_layers))]
     names += [f"soup/{alpha:.2f}" for alpha in ALPHAS]
-    # The names follow slr_core.survey's. One handle for every lookup: opening one per key costs ~25 ms.
-    with cache._store() as store:
-        stored = {name: store.get(cache.result_key(context, name)) for name in names}
+    # The names follow slr_core.survey's.
+    stored = cache.get_results([cache.result_key(context, name) for name in names])
     shipped = shipped_points(context)
     for name in names:
-        value = stored[name]
-        point = (
-            Point(value["quality"], value["diversity"]) if cache._valid_result(value) else shipped.get(name)
-        )
+        value = stored[cache.result_key(context, name)]
+        point = Point(value["quality"], value["diversity"]) if value else shipped.get(name)
         if point is None:
             continue
         kind, _, rest = name.partition("/")

@@ -365,12 +365,7 @@ def _provenance(pair: ModelPair, start: int, end: int, landscape: Landscape | No
     return {
         "interval": [start, end],
         "num_layers": pair.num_layers,
-        "pair": pair.label,
-        "pre": pair.pre_source.spec,
-        "post": pair.post_source.spec,
-        "pre_fingerprint": pair.pre_fingerprint,
-        "post_fingerprint": pair.post_fingerprint,
-        "dtype": str(pair.dtype).replace("torch.", ""),
+        **pair.provenance(),
         "crc": {name: {"quality": p.quality, "diversity": p.diversity} for name, p in points.items()},
         "command": command,
         "landscape_meta": landscape.meta if landscape is not None else None,

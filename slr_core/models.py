@@ -239,6 +239,18 @@ class ModelPair:
         """Everything that determines the pair's numbers: fingerprints, dtype, device type."""
         return f"{self.pre_fingerprint}|{self.post_fingerprint}|{self.dtype}|{self.device.type}"
 
+    def provenance(self) -> dict:
+        """What identifies the pair's numbers, for sidecar files: sources, fingerprints, dtype."""
+        return {
+            "pair": self.label,
+            "pre": self.pre_source.spec,
+            "post": self.post_source.spec,
+            "pre_fingerprint": self.pre_fingerprint,
+            "post_fingerprint": self.post_fingerprint,
+            "dtype": str(self.dtype).replace("torch.", ""),
+            "device": self.device.type,
+        }
+
 
 def check_compatible(pre: nn.Module, post: nn.Module) -> None:
     """Raise IncompatibleModelsError saying exactly what differs between the two models."""

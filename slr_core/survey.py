@@ -120,13 +120,7 @@ def _point(per_prompt: torch.Tensor) -> Point:
 
 def _meta(pair: ModelPair, encoded: EncodedPrompts, context: str) -> dict:
     return {
-        "pair": pair.label,
-        "pre": pair.pre_source.spec,
-        "post": pair.post_source.spec,
-        "pre_fingerprint": pair.pre_fingerprint,
-        "post_fingerprint": pair.post_fingerprint,
-        "dtype": str(pair.dtype).replace("torch.", ""),
-        "device": pair.device.type,
+        **pair.provenance(),
         "prompt_set": encoded.digest,
         "num_prompts": len(encoded),
         "cache_context": context,
