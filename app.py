@@ -32,7 +32,7 @@ import gradio as gr
 import pandas
 from tqdm.auto import tqdm
 
-from slr_core import cache, figures
+from slr_core import figures
 from slr_core.crc import EncodedPrompts, default_prompts, encode_prompts
 from slr_core.drift import layer_drift
 from slr_core.errors import SLRError, SourceError
@@ -43,7 +43,7 @@ from slr_core.models import ModelPair, Settings, load_pair, parse_source
 from slr_core.presets import PRESETS
 from slr_core.sampling import SamplingSettings, sample
 from slr_core.soup import ALPHAS
-from slr_core.survey import all_intervals, context_id, shipped_points, survey
+from slr_core.survey import all_intervals, is_complete, result_count, result_names, stored_landscape, survey
 
 ASSETS = Path(__file__).resolve().parent / "assets"
 PLOTLY_JS = Path(importlib.util.find_spec("plotly").origin).parent / "package_data" / "plotly.min.js"
@@ -245,52 +245,6 @@ class SessionView:
     generation: int = 0  # bumped when another pair is shown, which stops a stale sweep
 
 
-def expected_results(num_layers: int) -> int:
-    """How many results a full landscape holds: post, pre, every interval, every soup alpha."""
-    return 2 + num_layers * (num_layers + 1) // 2 + len(ALPHAS)
-
-
-def result_count(landscape: Landscape) -> int:
-    """How many of those results the landscape has."""
-    return (
-        (landscape.post is not None)
-        + (landscape.pre is not None)
-        + len(landscape.intervals)
-        + len(landscape.soup)
-    )
-
-
-def is_complete(landscape: Landscape) -> bool:
-    """Every result of the full landscape is there."""
-    return result_count(landscape) == expected_results(landscape.num_layers)
-
-
-def cached_landscape(entry: LoadedPair) -> Landscape:
-    """Whatever of the pair's landscape is in the cache (or shipped in assets/), computing nothing."""
-    pair = entry.pair
-    context = context_id(pair, entry.encoded)
-    landscape = Landscape(pair.num_layers, meta={"pair": pair.label, "cache_context": context})
-    names = ["post", "pre"] + [f"interval/{i}-{j}" for i, j in sorted(all_intervals(pair.num_layers))]
-    names += [f"soup/{alpha:.2f}" for alpha in ALPHAS]
-    # The names follow slr_core.survey's.
-    stored = cache.get_results([cache.result_key(context, name) for name in names])
-    shipped = shipped_points(context)
-    for name in names:
-        value = stored[cache.result_key(context, name)]
-        point = Point(value["quality"], value["diversity"]) if value else shipped.get(name)
-        if point is None:
-            continue
-        kind, _, rest = name.partition("/")
-        if kind in ("post", "pre"):
-            setattr(landscape, kind, point)
-        elif kind == "interval":
-            start, end = rest.split("-")
-            landscape.intervals[(int(start), int(end))] = point
-        else:
-            landscape.soup[float(rest)] = point
-    return landscape
-
-
 def snapshot(landscape: Landscape) -> Landscape:
     """A copy whose dicts a running sweep no longer changes."""
     return replace(
@@ -405,7 +359,7 @@ def pair_markdown(entry: LoadedPair) -> str:
 
 def status_markdown(landscape: Landscape, running: bool) -> str:
     """One line on the sweep: done, running, or queued."""
-    done, total = result_count(landscape), expected_results(landscape.num_layers)
+    done, total = result_count(landscape), len(result_names(landscape.num_layers))
     if done == total:
         return f"CRC landscape complete: {total} results (from the cache when swept before)."
     return f"{'Sweeping' if running else 'Waiting to sweep'}: {done} / {total} results (post, pre, intervals, soup)."
@@ -656,7 +610,7 @@ def show_pair(view: SessionView, pre: str, post: str, progress=TRACKED_PROGRESS)
         entry = REGISTRY.get(key)
     except SLRError as error:
         raise gr.Error(str(error)) from error
-    landscape = cached_landscape(entry)
+    landscape = stored_landscape(entry.pair, entry.encoded)
     view.key, view.landscape, view.selected = key, landscape, None
     view.generation += 1
     sweep_token = f"{view.generation}:{time.time()}" if not is_complete(landscape) else gr.skip()
@@ -694,7 +648,7 @@ def run_sweep(view: SessionView, progress=TRACKED_PROGRESS) -> Iterator[tuple]:
         return
     key, generation, base = view.key, view.generation, view.landscape
     missing = all_intervals(base.num_layers) - set(base.intervals)
-    total = expected_results(base.num_layers)
+    total = len(result_names(base.num_layers))
     bar = tqdm(total=total, initial=result_count(base), desc="CRC landscape", unit="result")
     last_drawn = 0.0
     try:
@@ -960,7 +914,7 @@ def build_app() -> gr.Blocks:
         light = {"concurrency_id": "view", "concurrency_limit": 8, "show_progress": "hidden"}
         sampling = {"concurrency_id": "sample", "concurrency_limit": 2, "show_progress": "hidden"}
 
-        sweep_event = sweep_token.change(
+        sweep_token.change(
             run_sweep,
             [view],
             sweep_outputs,
@@ -971,9 +925,9 @@ def build_app() -> gr.Blocks:
         )
         loading = {"concurrency_id": "load", "concurrency_limit": 4, "show_progress_on": [pair_info]}
         demo.load(start_session, [view], pair_outputs, **loading)
-        load_button.click(
-            show_pair, [view, pre_box, post_box], pair_outputs, cancels=[sweep_event], **loading
-        )
+        # No cancels= on the sweep: a successful load bumps view.generation, which stops the old
+        # sweep at its next step, while a bad source must not stop the sweep of the pair still shown.
+        load_button.click(show_pair, [view, pre_box, post_box], pair_outputs, **loading)
         preset.change(pick_preset, [preset], [pre_box, post_box], queue=False)
 
         compare_events = []

@@ -30,6 +30,62 @@ def all_intervals(num_layers: int) -> set[tuple[int, int]]:
     return {(i, j) for i in range(num_layers) for j in range(i, num_layers)}
 
 
+# ---------------------------------------------------------------- result names (cache and CSV)
+
+
+def interval_name(start: int, end: int) -> str:
+    """The cache name of interval [start, end]'s result."""
+    return f"interval/{start}-{end}"
+
+
+def soup_name(alpha: float) -> str:
+    """The cache name of the Proxy-Soup result at `alpha`."""
+    return f"soup/{alpha:.2f}"
+
+
+def result_names(num_layers: int) -> list[str]:
+    """Every result of a full landscape: post, pre, each interval, each soup alpha."""
+    names = ["post", "pre"] + [interval_name(i, j) for i, j in sorted(all_intervals(num_layers))]
+    return names + [soup_name(alpha) for alpha in ALPHAS]
+
+
+def result_count(landscape: Landscape) -> int:
+    """How many of those results `landscape` holds."""
+    references = (landscape.post is not None) + (landscape.pre is not None)
+    return references + len(landscape.intervals) + len(landscape.soup)
+
+
+def is_complete(landscape: Landscape) -> bool:
+    """Every result of the full landscape (soup included) is there."""
+    return result_count(landscape) == len(result_names(landscape.num_layers))
+
+
+def _place(landscape: Landscape, name: str, point: Point) -> None:
+    kind, _, rest = name.partition("/")
+    if kind in ("post", "pre"):
+        setattr(landscape, kind, point)
+    elif kind == "interval":
+        start, end = rest.split("-")
+        landscape.intervals[(int(start), int(end))] = point
+    else:
+        landscape.soup[float(rest)] = point
+
+
+def stored_landscape(pair: ModelPair, encoded: EncodedPrompts) -> Landscape:
+    """Whatever of the pair's landscape is in the cache or shipped in assets/, computing nothing."""
+    context = context_id(pair, encoded)
+    landscape = Landscape(pair.num_layers, meta=_meta(pair, encoded, context))
+    names = result_names(pair.num_layers)
+    stored = cache.get_results([cache.result_key(context, name) for name in names])  # one read
+    shipped = shipped_points(context)
+    for name in names:
+        value = stored[cache.result_key(context, name)]
+        point = Point(value["quality"], value["diversity"]) if value else shipped.get(name)
+        if point is not None:
+            _place(landscape, name, point)
+    return landscape
+
+
 def survey(
     pair: ModelPair,
     encoded: EncodedPrompts,
@@ -64,7 +120,7 @@ def survey(
         yield landscape
     missing = set()
     for start, end in sorted(wanted):
-        point = lookup(f"interval/{start}-{end}")
+        point = lookup(interval_name(start, end))
         if point is None:
             missing.add((start, end))
         else:
@@ -73,7 +129,7 @@ def survey(
         yield landscape
     if missing:
         for result in sweep_intervals(pair, encoded, missing, batch_tokens, stats):
-            point = store(f"interval/{result.start}-{result.end}", _point(result.per_prompt))
+            point = store(interval_name(result.start, result.end), _point(result.per_prompt))
             landscape.intervals[(result.start, result.end)] = point
             yield landscape
     if soup:
@@ -83,11 +139,11 @@ def survey(
 def _soup(pair, encoded, batch, landscape, lookup, store, stats):
     scratch = None
     for alpha in ALPHAS:
-        point = lookup(f"soup/{alpha:.2f}")
+        point = lookup(soup_name(alpha))
         if point is None:
             scratch = scratch or copy.deepcopy(pair.post)
             blend_into(scratch, pair, alpha)
-            point = store(f"soup/{alpha:.2f}", _point(model_scores(scratch, encoded, batch, stats)))
+            point = store(soup_name(alpha), _point(model_scores(scratch, encoded, batch, stats)))
         landscape.soup[alpha] = point
         yield landscape
 
@@ -108,9 +164,9 @@ def shipped_points(context: str, folder: Path | None = None) -> dict[str, Point]
 
 def _row_name(row: dict) -> str:
     if row["kind"] == "interval":
-        return f"interval/{row['start']}-{row['end']}"
+        return interval_name(int(row["start"]), int(row["end"]))
     if row["kind"] == "soup":
-        return f"soup/{float(row['alpha']):.2f}"
+        return soup_name(float(row["alpha"]))
     return row["kind"]
 
 

@@ -22,7 +22,7 @@ from slr_core.hybrid import build_hybrid
 from slr_core.landscape import Landscape
 from slr_core.models import Settings, decoder_layers
 from slr_core.sampling import SamplingSettings, sample
-from slr_core.survey import complete, survey
+from slr_core.survey import complete, is_complete, result_count, stored_landscape, survey
 
 CRC_PROMPT = "Generate a random integer in the range [2, 6]. Do not include anything else in your reply."
 SKIP = gr.skip()
@@ -54,7 +54,7 @@ def swept_landscape(tiny_paths, tmp_path_factory) -> Landscape:
         app.show_pair(view, str(pre), str(post))
         for _ in app.run_sweep(view):
             pass
-    assert app.is_complete(view.landscape)
+    assert is_complete(view.landscape)
     return view.landscape
 
 
@@ -93,18 +93,18 @@ def test_layer_drift_is_the_relative_frobenius_norm_per_layer(tiny_pair):
 # ---------------------------------------------------------------- landscape
 
 
-def test_cached_landscape_reads_exactly_what_a_survey_stored(sources):
+def test_stored_landscape_reads_exactly_what_a_survey_stored(sources):
     entry = app.REGISTRY.get((*sources, app.SETTINGS))
-    assert app.result_count(app.cached_landscape(entry)) == 0
+    assert result_count(stored_landscape(entry.pair, entry.encoded)) == 0
     swept = complete(survey(entry.pair, entry.encoded, soup=True))
-    cached = app.cached_landscape(entry)
+    cached = stored_landscape(entry.pair, entry.encoded)
     assert (cached.post, cached.pre) == (swept.post, swept.pre)
     assert cached.intervals == swept.intervals
     assert cached.soup == swept.soup
-    assert app.is_complete(cached)
+    assert is_complete(cached)
 
 
-def test_cached_landscape_also_reads_a_landscape_shipped_in_assets(sources, tmp_path, monkeypatch):
+def test_stored_landscape_also_reads_a_landscape_shipped_in_assets(sources, tmp_path, monkeypatch):
     from slr_core import survey as survey_module
     from slr_core.export import write_csv
 
@@ -112,8 +112,8 @@ def test_cached_landscape_also_reads_a_landscape_shipped_in_assets(sources, tmp_
     swept = complete(survey(entry.pair, entry.encoded, soup=True, use_cache=False))
     write_csv(swept, tmp_path / "shipped" / "tiny.csv")
     monkeypatch.setattr(survey_module, "SHIPPED_DIR", tmp_path / "shipped")
-    shipped = app.cached_landscape(entry)  # the cache is empty: everything comes from the CSV
-    assert app.is_complete(shipped)
+    shipped = stored_landscape(entry.pair, entry.encoded)  # the cache is empty: everything comes from the CSV
+    assert is_complete(shipped)
     assert shipped.intervals[(0, 3)].quality == pytest.approx(swept.intervals[(0, 3)].quality, abs=1e-6)
 
 
