@@ -1,6 +1,6 @@
 """Train the demo pair's LoRA adapter: supervised instruction tuning of Gemma-3-270m base on CPU.
 
-Usage: python scripts/train_demo_adapter.py --seed 0 --steps 200 --out assets/demo_adapter
+Usage: python scripts/train_demo_adapter.py --seed 0 --steps 300 --examples 4800 --lr 3e-4 --out assets/demo_adapter
 """
 
 from __future__ import annotations
@@ -34,13 +34,13 @@ def parse_arguments() -> argparse.Namespace:
     """The command line."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--steps", type=int, default=200)
+    parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--lr", type=float, default=2e-4)
+    parser.add_argument("--lr", type=float, default=3e-4)
     parser.add_argument("--warmup-steps", type=int, default=10)
     parser.add_argument("--rank", type=int, default=16)
     parser.add_argument("--alpha", type=int, default=32)
-    parser.add_argument("--examples", type=int, default=3000)
+    parser.add_argument("--examples", type=int, default=4800)
     parser.add_argument("--held-out", type=int, default=64)
     parser.add_argument("--max-length", type=int, default=96)
     parser.add_argument("--threads", type=int, default=2)
