@@ -13,7 +13,6 @@ import importlib.util
 import os
 import queue
 import re
-import socket
 import sys
 import threading
 import time
@@ -23,7 +22,6 @@ from collections.abc import Callable, Iterator
 from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from urllib.parse import urlparse
 
 if os.environ.get("SPACES_ZERO_GPU") and importlib.util.find_spec("spaces") is not None:
     import spaces  # noqa: F401  (ZeroGPU wants it imported before torch initialises CUDA)
@@ -35,11 +33,11 @@ from tqdm.auto import tqdm
 from slr_core import figures
 from slr_core.crc import EncodedPrompts, default_prompts, encode_prompts
 from slr_core.drift import layer_drift
-from slr_core.errors import SLRError, SourceError
+from slr_core.errors import SLRError
 from slr_core.hybrid import build_hybrid, check_interval
 from slr_core.landscape import Landscape, Point
-from slr_core.metrics import answer_counts, distinct_n, embedding_dissimilarity
-from slr_core.models import ModelPair, Settings, load_pair, parse_source
+from slr_core.metrics import answer_counts, crc_answers, distinct_n, embedding_dissimilarity
+from slr_core.models import ModelPair, Settings, load_pair
 from slr_core.presets import PRESETS
 from slr_core.sampling import SamplingSettings, sample
 from slr_core.soup import ALPHAS
@@ -198,35 +196,8 @@ class PairRegistry:
 REGISTRY = PairRegistry(int(os.environ.get("SLR_MAX_PAIRS", "2")))
 
 
-def check_hub_reachable(spec: str, timeout: float = 3.0) -> None:
-    """Fail fast with a clear SourceError when a hub model is neither cached nor reachable."""
-    source = parse_source(spec)
-    if source.kind != "hub":
-        return
-    from huggingface_hub import constants, try_to_load_from_cache
-
-    cached = try_to_load_from_cache(source.location, "config.json", revision=source.revision)
-    if isinstance(cached, str):
-        return
-    problem = "the hub is switched off here (HF_HUB_OFFLINE)" if constants.HF_HUB_OFFLINE else None
-    if problem is None:
-        endpoint = urlparse(constants.ENDPOINT)
-        try:
-            socket.create_connection((endpoint.hostname, endpoint.port or 443), timeout=timeout).close()
-        except OSError:
-            problem = f"this server cannot reach {endpoint.hostname}"
-    if problem:
-        raise SourceError(
-            f"'{spec}' is a Hugging Face Hub model that is not in this server's cache, and {problem}. "
-            "Hub presets need internet access: choose the offline demo pair, or give a local "
-            "model folder or .gguf file."
-        )
-
-
 def load_entry(pre: str, post: str, settings: Settings) -> LoadedPair:
-    """Load a pair (after a fast hub check), encode the CRC prompts, and measure layer drift."""
-    for spec in (post, pre):
-        check_hub_reachable(spec)
+    """Load a pair, encode the CRC prompts, and measure layer drift."""
     pair = load_pair(pre, post, settings)
     return LoadedPair(pair, encode_prompts(pair.tokenizer, default_prompts()), layer_drift(pair))
 
@@ -499,8 +470,8 @@ class ComparePanel:
             outputs.append(samples_html(which, self.title(which), self.texts.get(which), badge))
             outputs.append(statistics_markdown(self.statistics.get(which), self.settings.num_samples))
             if self.valid is not None and which in self.statistics:
-                counts = answer_counts(self.texts.get(which, []))
-                histogram = figures.answer_histogram(counts, self.valid, "answers to this CRC prompt")
+                answers = crc_answers(self.texts.get(which, []), self.valid)
+                histogram = figures.crc_histogram(*answers, self.valid, "answers to this CRC prompt")
                 outputs.append(gr.update(value=histogram, visible=True))
             else:
                 outputs.append(gr.update(value=None, visible=False))

@@ -292,35 +292,39 @@ def drift_figure(
     return figure
 
 
-def answer_histogram(
-    counts: Counter, valid: tuple[str, ...] | None = None, title: str = "", height: int = 240, limit: int = 15
+def crc_histogram(
+    alone: Counter, extra: Counter, invalid: int, valid: tuple[str, ...], title: str = "", height: int = 240
 ) -> go.Figure:
-    """Bars of sampled answers: with a valid set, one per valid answer plus one for all invalid ones."""
-    if valid:
-        lowered = {answer.lower(): answer for answer in valid}
-        labels = list(valid)
-        values = [counts.get(answer.lower(), 0) for answer in valid]
-        invalid = sum(count for answer, count in counts.items() if answer not in lowered)
-        labels.append("invalid")
-        values.append(invalid)
-        colours = [SLR_COLOUR] * len(valid) + [PRE_COLOUR]
-    else:
-        common = counts.most_common(limit)
-        labels = [answer or "(empty)" for answer, _ in common]
-        values = [count for _, count in common]
-        colours = [SLR_COLOUR] * len(common)
-    figure = go.Figure(
-        go.Bar(x=labels, y=values, marker={"color": colours}, hovertemplate="%{x}: %{y}<extra></extra>")
-    )
+    """Stacked bars per valid answer (alone / followed by more text), and one bar of invalid replies."""
+    labels = [*valid, "invalid"]
+    bars = [
+        go.Bar(
+            x=labels,
+            y=[alone.get(c, 0) for c in valid] + [0],
+            name="answer alone",
+            marker={"color": SLR_COLOUR},
+        ),
+        go.Bar(
+            x=labels,
+            y=[extra.get(c, 0) for c in valid] + [0],
+            name="answer, then more text",
+            marker={"color": SLR_COLOUR, "pattern": {"shape": "/"}, "opacity": 0.55},
+        ),
+        go.Bar(x=labels, y=[0] * len(valid) + [invalid], name="invalid", marker={"color": PRE_COLOUR}),
+    ]
+    for bar in bars:
+        bar.hovertemplate = f"%{{x}} ({bar.name}): %{{y}}<extra></extra>"
     layout = _base_layout(title, height)
-    layout["margin"] = {"l": 40, "r": 8, "t": 36 if title else 8, "b": 36}
-    figure.update_layout(
+    layout["margin"] = {"l": 40, "r": 8, "t": 36 if title else 8, "b": 64}
+    return go.Figure(bars).update_layout(
         **layout,
+        barmode="stack",
+        showlegend=True,
+        legend={"orientation": "h", "y": -0.25, "font": {"size": 10}, "traceorder": "normal"},
         xaxis={"type": "category"},
         yaxis={"title": {"text": "samples"}, "rangemode": "tozero", "tickformat": "d"},
         bargap=0.2,
     )
-    return figure
 
 
 def evaluation_figure(bars: dict[str, list[dict]]) -> go.Figure:

@@ -19,6 +19,26 @@ def answer_counts(texts: list[str]) -> Counter:
     return Counter(normalise_answer(t) for t in texts)
 
 
+def crc_answers(texts: list[str], valid: tuple[str, ...]) -> tuple[Counter, Counter, int]:
+    """Replies to a CRC prompt by the valid character they lead with, as CRC scores the first token.
+
+    Returns (answered with the character alone, answered then more text, invalid). "7", "7." count as
+    alone; "7, because..." as more text; "10" or "Eagle" lead with no answer (the next character
+    continues a number or word), so they are invalid like any reply without a valid lead.
+    """
+    alone, extra, invalid = Counter(), Counter(), 0
+    for text in texts:
+        head = re.sub(r"^[\s\"'`*]+", "", text)
+        char, rest = head[:1], head[1:]
+        if char not in valid or (rest[:1].isascii() and rest[:1].isalnum()):
+            invalid += 1
+        elif re.fullmatch(r"[\s.!?,;:\"'`*]*", rest):
+            alone[char] += 1
+        else:
+            extra[char] += 1
+    return alone, extra, invalid
+
+
 def distinct_n(texts: list[str], n: int) -> float:
     """Unique n-grams over all n-grams across the samples (whitespace tokens); 0 when none."""
     grams = [
@@ -48,4 +68,5 @@ def embedding_dissimilarity(texts: list[str]) -> float:
     similarity = vectors @ vectors.T
     count = len(texts)
     mean_off_diagonal = (similarity.sum() - np.trace(similarity)) / (count * (count - 1))
-    return float(1.0 - mean_off_diagonal)
+    # Identical samples give a cosine of 1 up to rounding; a dissimilarity of -0.000 reads as a bug.
+    return max(0.0, float(1.0 - mean_off_diagonal))

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import re
+import socket
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlparse
 
 import torch
 from torch import nn
@@ -163,6 +165,31 @@ def _hub_commit(source: Source) -> str:
     return Path(resolved).parent.name
 
 
+def check_reachable(source: Source, timeout: float = 3.0) -> None:
+    """Fail fast, with an offline hint, when a hub model is neither cached nor reachable."""
+    if source.kind != "hub":
+        return
+    from huggingface_hub import constants, try_to_load_from_cache
+
+    cached = try_to_load_from_cache(source.location, "config.json", revision=source.revision)
+    if isinstance(cached, str):
+        return
+    problem = "HF_HUB_OFFLINE is set" if constants.HF_HUB_OFFLINE else None
+    if problem is None:
+        endpoint = urlparse(constants.ENDPOINT)
+        try:
+            socket.create_connection((endpoint.hostname, endpoint.port or 443), timeout=timeout).close()
+        except OSError:
+            problem = f"cannot connect to {endpoint.hostname}"
+    if problem:
+        # Without this check, transformers retries for about a minute before failing.
+        raise SourceError(
+            f"'{source.spec}' is a Hugging Face Hub model that is not in the local cache, and the hub "
+            f"is unreachable ({problem}). Hub models and presets need internet access: choose the "
+            "offline demo pair, or give a local model folder or .gguf file."
+        )
+
+
 def load_model(source: Source, settings: Settings, placement: dict | None = None):
     """Load a causal LM and its tokenizer; `placement` (device_map, max_memory) overrides the settings'."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -287,6 +314,8 @@ def load_pair(pre: str, post: str, settings: Settings | None = None) -> ModelPai
     """Load and check a pre/post pair; the tokenizer comes from the post-trained source."""
     settings = settings or Settings()
     pre_source, post_source = parse_source(pre), parse_source(post)
+    for source in (post_source, pre_source):
+        check_reachable(source)
     from .placement import post_placement, pre_placement
 
     post_model, tokenizer = load_model(post_source, settings, post_placement(settings))

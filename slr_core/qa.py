@@ -1,8 +1,9 @@
 """Open-ended QA scoring: map a sampled answer to a reference answer, then precision/entropy/coverage.
 
 Matching rule (applied to an answer and, identically, to every alias):
-  1. Normalise: fold accents, lower-case, drop apostrophes and full stops, turn every other
-     non-alphanumeric run into one space, drop the words "a", "an", "the".
+  1. Normalise: fold accents, lower-case, drop apostrophes and the dots of one-letter abbreviations
+     ("U.S.A."), turn every other non-alphanumeric run (other full stops included) into one space,
+     drop the words "a", "an", "the".
   2. If the first non-empty line, or that line's first sentence, normalises to exactly an alias,
      the answer is that alias's reference ("**Ohio**", "Ohio.", "The Ohio" all count).
   3. Otherwise, find alias occurrences as whole words anywhere in the normalised answer, leftmost
@@ -34,7 +35,10 @@ def normalise(text: str) -> str:
     """Lower-case ASCII words without accents, punctuation or articles: 'The U.S.A.!' -> 'usa'."""
     folded = unicodedata.normalize("NFKD", text)
     folded = "".join(ch for ch in folded if not unicodedata.combining(ch)).lower().replace("&", " and ")
-    folded = re.sub(r"['’ʻ`´.]", "", folded)
+    # Only abbreviation dots go ("u.s.a." -> "usa"); any other full stop separates words, so a reply
+    # that runs on past its answer ("Texas.userdata") still names Texas.
+    folded = re.sub(r"(?<![a-z0-9])([a-z])\.", r"\1", folded)
+    folded = re.sub(r"['’ʻ`´]", "", folded)
     words = re.sub(r"[^a-z0-9]+", " ", folded).split()
     return " ".join(word for word in words if word not in ARTICLES)
 

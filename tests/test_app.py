@@ -17,10 +17,9 @@ import torch
 import app
 from slr_core.crc import default_prompts, encode_prompts
 from slr_core.drift import layer_drift
-from slr_core.errors import SourceError
 from slr_core.hybrid import build_hybrid
 from slr_core.landscape import Landscape
-from slr_core.models import Settings, decoder_layers
+from slr_core.models import Settings, check_reachable, decoder_layers, parse_source
 from slr_core.sampling import SamplingSettings, sample
 from slr_core.survey import complete, is_complete, result_count, stored_landscape, survey
 
@@ -166,10 +165,10 @@ def test_an_unreachable_hub_preset_fails_fast_with_an_offline_message(monkeypatc
 
     monkeypatch.setattr(constants, "ENDPOINT", "http://127.0.0.1:9")  # nothing listens there
     began = time.monotonic()
-    with pytest.raises(SourceError, match="Hub presets need internet"):
-        app.check_hub_reachable("some-org/some-model-that-is-not-cached")
+    with pytest.raises(gr.Error, match="presets need internet access"):
+        app.show_pair(app.SessionView(), "some-org/some-model-that-is-not-cached", "some-org/other-model")
     assert time.monotonic() - began < 10
-    app.check_hub_reachable("demo:post")  # not a hub source: nothing to check
+    check_reachable(parse_source("demo:post"))  # not a hub source: nothing to check
 
 
 def test_clicks_select_per_session_intervals(swept_view, sources):

@@ -52,6 +52,8 @@ def test_us_state_example_gives_known_metrics():
         ("us_states", "Arkansas is nice", "Arkansas"),  # whole words: no "Kansas" inside
         ("us_states", "Ohio and Texas", None),  # two references: not one answer
         ("us_states", "Toronto", None),
+        ("us_states", "I'd go with Texas.userdata\nTexas.", "Texas"),  # a run-on reply, no space after "."
+        ("countries", "I'd choose Washington D.C. in the U.S.A.", "United States"),
         ("us_states", "", None),
         ("countries", "US", "United States"),  # short alias, exact
         ("countries", "Let us go to France", "France"),  # short alias "us" not searched in text
@@ -74,6 +76,7 @@ def test_normalise():
     assert normalise("  The U.S.A.! ") == "usa"
     assert normalise("São Tomé & Príncipe") == "sao tome and principe"
     assert normalise("An apple, a day") == "apple day"
+    assert normalise("Switzerland.userdata St. Louis") == "switzerland userdata st louis"
 
 
 # ---------------------------------------------------------------- metrics
@@ -103,6 +106,21 @@ def test_is_degenerate():
     assert writing.is_degenerate(looping)
     assert not writing.is_degenerate("The cat sat on the mat and looked at the rain.")
     assert not writing.is_degenerate("")
+
+
+def test_embedding_dissimilarity_is_one_minus_mean_pairwise_cosine():
+    from slr_core.metrics import embed, embedding_dissimilarity
+
+    texts = ["The sea is calm tonight.", "Quarterly tax forms are due.", "Waves roll under the moon."]
+    vectors = embed(texts)  # the real all-MiniLM-L6-v2, offline
+    pairs = [(0, 1), (0, 2), (1, 2)]
+    expected = 1 - sum(float(vectors[a] @ vectors[b]) for a, b in pairs) / len(pairs)
+    assert embedding_dissimilarity(texts) == pytest.approx(expected, abs=1e-6)
+    # related sentences are closer than unrelated ones
+    assert float(vectors[0] @ vectors[2]) > float(vectors[0] @ vectors[1])
+    same = embedding_dissimilarity(["same text"] * 4)
+    assert 0.0 <= same < 1e-5  # rounding may leave a trace, but never below zero (-0.000 in the page)
+    assert math.isnan(embedding_dissimilarity(["alone"]))
 
 
 def test_prompt_scores_on_known_text():

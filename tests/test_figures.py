@@ -116,16 +116,25 @@ def test_drift_figure_highlights_the_interval():
     assert "[1, 2]" in figure.layout.title.text
 
 
-def test_answer_histogram_counts_valid_answers_and_lumps_invalid_ones():
-    counts = Counter({"3": 4, "5": 1, "seven": 2, "": 1})
-    figure = figures.answer_histogram(counts, valid=("3", "4", "5"))
-    bars = figure.data[0]
-    assert list(bars.x) == ["3", "4", "5", "invalid"]
-    assert list(bars.y) == [4, 0, 1, 3]
-    letters = figures.answer_histogram(Counter({"b": 2, "z": 1}), valid=("A", "B", "C"))
-    assert list(letters.data[0].y) == [0, 2, 0, 1]  # answers arrive lower-cased by answer_counts
-    free = figures.answer_histogram(Counter({"ohio": 3, "utah": 1}))
-    assert list(free.data[0].x) == ["ohio", "utah"]
+def test_crc_answers_read_replies_as_crc_scores_them():
+    from slr_core.metrics import crc_answers
+
+    replies = ["3", " 3.", "**5**", "3, because", "5就是5", "10", "seven", "", "b", "Bee", "B!"]
+    alone, extra, invalid = crc_answers(replies, ("3", "4", "5", "B"))
+    assert alone == Counter({"3": 2, "5": 1, "B": 1})
+    assert extra == Counter({"3": 1, "5": 1})
+    # "10" and "Bee" continue a number or word; "b" is another token than "B" (CRC is case-sensitive)
+    assert invalid == 5
+
+
+def test_crc_histogram_stacks_alone_and_run_on_answers():
+    figure = figures.crc_histogram(Counter({"3": 4}), Counter({"3": 1, "5": 2}), 3, ("3", "4", "5"))
+    alone, extra, invalid = figure.data
+    assert list(alone.x) == ["3", "4", "5", "invalid"]
+    assert list(alone.y) == [4, 0, 0, 0]
+    assert list(extra.y) == [1, 0, 2, 0]
+    assert list(invalid.y) == [0, 0, 0, 3]
+    assert figure.layout.barmode == "stack"
 
 
 def test_evaluation_figure_groups_methods_per_metric():
