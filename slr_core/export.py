@@ -21,12 +21,26 @@ from .landscape import CSV_COLUMNS, Landscape
 from .models import ModelPair, Source, layers_path
 
 
+def _ordinary_mode(mode: int) -> int:
+    """`mode` under the process umask: what open() or mkdir() would have given."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mode & ~mask
+
+
+def _publish(path: Path) -> None:
+    # mkstemp and mkdtemp stage privately (0600/0700); a model folder is meant to be shared or served.
+    for item in [path, *path.rglob("*")] if path.is_dir() else [path]:
+        item.chmod(_ordinary_mode(0o777 if item.is_dir() else 0o666))
+
+
 def _atomic_write_text(path: str | Path, text: str) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, staging = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
     with os.fdopen(handle, "w", newline="") as stream:
         stream.write(text)
+    _publish(Path(staging))
     os.replace(staging, path)
     return path
 
@@ -92,6 +106,7 @@ def export_hybrid(
         _write_hybrid(staging, pair, start, end, max_shard_size)
         cli_command = _cli_command(pair, start, end, target)
         _write_sidecars(staging, pair, start, end, landscape, command or cli_command, cli_command)
+        _publish(staging)
         _move_into_place(staging, target)
     except (OSError, SafetensorError) as error:  # safetensors reports a full disk as its own error
         reason = getattr(error, "strerror", None) or str(error)

@@ -412,6 +412,17 @@ def test_cli_export_writes_the_folder(tiny_paths, tmp_path, capsys):
     assert "already exists" in capsys.readouterr().err
 
 
+def test_an_export_gets_ordinary_permissions_not_the_staging_ones(tiny_pair, tmp_path, landscape):
+    old_mask = os.umask(0o022)
+    try:
+        folder = export_hybrid(tiny_pair, 1, 2, tmp_path / "shared", landscape)
+    finally:
+        os.umask(old_mask)
+    assert folder.stat().st_mode & 0o777 == 0o755  # mkdtemp alone would leave 0700
+    modes = {path.name: path.stat().st_mode & 0o777 for path in folder.iterdir()}
+    assert set(modes.values()) == {0o644}, modes  # mkstemp alone would leave 0600
+
+
 # ---------------------------------------------------------------- the Hub
 
 
