@@ -28,7 +28,6 @@ if os.environ.get("SPACES_ZERO_GPU") and importlib.util.find_spec("spaces") is n
 
 import gradio as gr
 import pandas
-from tqdm.auto import tqdm
 
 from slr_core import figures
 from slr_core.crc import EncodedPrompts, default_prompts, encode_prompts
@@ -613,21 +612,23 @@ def pick_preset(name: str) -> tuple:
     return PRESETS[name].pre, PRESETS[name].post
 
 
-def run_sweep(view: SessionView, progress=TRACKED_PROGRESS) -> Iterator[tuple]:
+def run_sweep(view: SessionView, progress=PROGRESS) -> Iterator[tuple]:
     """Sweep what the cache lacks, redrawing maps, references, scatter and status as results come."""
     if view.key is None or view.landscape is None or is_complete(view.landscape):
         return
     key, generation, base = view.key, view.generation, view.landscape
     missing = all_intervals(base.num_layers) - set(base.intervals)
     total = len(result_names(base.num_layers))
-    bar = tqdm(total=total, initial=result_count(base), desc="CRC landscape", unit="result")
+    # One bar, set directly: under track_tqdm, Gradio advances the newest tqdm bar on every update,
+    # so an outer bar here would count into the survey's inner one ("19/10 interval").
+    progress((result_count(base), total), desc="CRC landscape", unit="result")
     last_drawn = 0.0
     try:
         for update in sweep_steps(key, missing):
             if view.generation != generation:
                 return  # the visitor switched pairs; the cache keeps what was computed
             view.landscape = merge(base, update)
-            bar.update(result_count(view.landscape) - bar.n)
+            progress((result_count(view.landscape), total), desc="CRC landscape", unit="result")
             if time.monotonic() - last_drawn >= UPDATE_SECONDS:
                 last_drawn = time.monotonic()
                 yield sweep_update(view, running=True)
@@ -638,8 +639,6 @@ def run_sweep(view: SessionView, progress=TRACKED_PROGRESS) -> Iterator[tuple]:
             f"The sweep stopped unexpectedly ({type(error).__name__}: {error}). Results so far are kept."
         )
         raise gr.Error(message) from error
-    finally:
-        bar.close()
     if view.generation == generation:
         yield sweep_update(view, running=False)
 
