@@ -17,7 +17,6 @@ import sys
 import threading
 import time
 import zipfile
-from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
@@ -30,14 +29,14 @@ import gradio as gr
 import pandas
 
 from slr_core import figures
-from slr_core.crc import EncodedPrompts, default_prompts, encode_prompts
-from slr_core.drift import layer_drift
+from slr_core.crc import valid_answers
 from slr_core.errors import SLRError
 from slr_core.hybrid import build_hybrid, check_interval
 from slr_core.landscape import Landscape, Point
 from slr_core.metrics import answer_counts, crc_answers, distinct_n, embedding_dissimilarity
-from slr_core.models import ModelPair, Settings, load_pair
+from slr_core.models import ModelPair, Settings
 from slr_core.presets import PRESETS
+from slr_core.registry import FairLock, LoadedPair, PairKey, PairRegistry
 from slr_core.sampling import SamplingSettings, sample
 from slr_core.soup import ALPHAS
 from slr_core.survey import all_intervals, is_complete, result_count, result_names, stored_landscape, survey
@@ -55,10 +54,6 @@ EXAMPLE_PROMPTS = [
     "Tell me a joke.",
 ]
 MODEL_TITLES = {"post": "Post-trained", "hybrid": "SLR hybrid", "pre": "Pre-trained"}
-CRC_DIGITS = re.compile(r"range \[\s*(\d+)\s*,\s*(\d+)\s*\]", re.IGNORECASE)
-CRC_LETTERS = re.compile(r"letter from ([A-Za-z]) to ([A-Za-z])", re.IGNORECASE)
-
-PairKey = tuple[str, str, Settings]
 
 
 # ---------------------------------------------------------------- configuration
@@ -117,27 +112,6 @@ TRACKED_PROGRESS = gr.Progress(track_tqdm=True)
 # ---------------------------------------------------------------- shared model pairs
 
 
-class FairLock:
-    """A first-come, first-served lock: a sweep re-taking it each step cannot starve a sampler."""
-
-    def __init__(self) -> None:
-        self._condition = threading.Condition()
-        self._next_ticket = 0
-        self._serving = 0
-
-    def __enter__(self) -> FairLock:
-        with self._condition:
-            ticket = self._next_ticket
-            self._next_ticket += 1
-            self._condition.wait_for(lambda: self._serving == ticket)
-        return self
-
-    def __exit__(self, *exc_info) -> None:
-        with self._condition:
-            self._serving += 1
-            self._condition.notify_all()
-
-
 # Model compute in this process takes turns: sampling seeds torch's global RNG (so two samplers
 # at once would not reproduce), and a sweep's capture pass hooks the shared layer modules (so a
 # concurrent forward through them would corrupt it). A sweep holds it one step at a time.
@@ -150,55 +124,7 @@ def device_turn():
     return nullcontext() if on_zero_gpu() else DEVICE_LOCK
 
 
-@dataclass
-class LoadedPair:
-    """A loaded pair with what the app derives from it once: CRC prompts and layer drift."""
-
-    pair: ModelPair
-    encoded: EncodedPrompts
-    drift: list[float]
-
-
-class PairRegistry:
-    """The few most recently used pairs, keyed by (pre, post, settings); one loader per key."""
-
-    def __init__(self, capacity: int = 2) -> None:
-        self.capacity = capacity
-        self._entries: OrderedDict[PairKey, LoadedPair] = OrderedDict()
-        self._lock = threading.Lock()
-        self._loading: dict[PairKey, threading.Lock] = {}
-
-    def get(self, key: PairKey) -> LoadedPair:
-        """The loaded pair for `key`, loading it (once, however many ask) if needed."""
-        with self._lock:
-            if key in self._entries:
-                self._entries.move_to_end(key)
-                return self._entries[key]
-            loader = self._loading.setdefault(key, threading.Lock())
-        with loader:
-            with self._lock:
-                if key in self._entries:
-                    return self._entries[key]
-            entry = load_entry(*key)
-            with self._lock:
-                self._entries[key] = entry
-                while len(self._entries) > self.capacity:
-                    self._entries.popitem(last=False)
-                self._loading.pop(key, None)
-            return entry
-
-    def __contains__(self, key: PairKey) -> bool:
-        with self._lock:
-            return key in self._entries
-
-
 REGISTRY = PairRegistry(int(os.environ.get("SLR_MAX_PAIRS", "2")))
-
-
-def load_entry(pre: str, post: str, settings: Settings) -> LoadedPair:
-    """Load a pair, encode the CRC prompts, and measure layer drift."""
-    pair = load_pair(pre, post, settings)
-    return LoadedPair(pair, encode_prompts(pair.tokenizer, default_prompts()), layer_drift(pair))
 
 
 # ---------------------------------------------------------------- landscape
@@ -336,19 +262,6 @@ def status_markdown(landscape: Landscape, running: bool) -> str:
 
 
 # ---------------------------------------------------------------- sampling
-
-
-def crc_valid_answers(prompt: str) -> tuple[str, ...] | None:
-    """The valid answers of a CRC-style prompt (a digit range or letter range), else None."""
-    digits = CRC_DIGITS.search(prompt)
-    if digits:
-        low, high = int(digits.group(1)), int(digits.group(2))
-        return tuple(str(n) for n in range(low, high + 1)) if low <= high <= low + 100 else None
-    letters = CRC_LETTERS.search(prompt)
-    if letters:
-        low, high = ord(letters.group(1).upper()), ord(letters.group(2).upper())
-        return tuple(chr(c) for c in range(low, high + 1)) if low <= high else None
-    return None
 
 
 class SamplingStopped(Exception):
@@ -693,7 +606,7 @@ def compare(view, prompt, num_samples, min_p, temperature, max_new_tokens, seed,
     if not prompt:
         raise gr.Error("Write a prompt first (or pick an example).")
     settings = sampling_settings(num_samples, min_p, temperature, max_new_tokens, seed)
-    panel = ComparePanel(view.selected, settings, bool(include_pre), crc_valid_answers(prompt))
+    panel = ComparePanel(view.selected, settings, bool(include_pre), valid_answers(prompt))
     header = compare_header(entry.pair, view.selected, settings, prompt)
     yield header, *panel.render()
     for which in panel.models:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+import re
 import string
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,11 @@ DIGIT_TEMPLATE = (
 LETTER_TEMPLATE = (
     "Generate a random letter from {low} to {high} (inclusive). Do not include anything else in your reply."
 )
+
+
+# What a CRC-style request asks for, when a free-form prompt is one (the paper's wording or close).
+DIGIT_RANGE = re.compile(r"range \[\s*(\d+)\s*,\s*(\d+)\s*\]", re.IGNORECASE)
+LETTER_RANGE = re.compile(r"letter from ([A-Za-z]) to ([A-Za-z])", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -46,6 +52,19 @@ def default_prompts(seed: int = 0, per_family: int = 20) -> list[CRCPrompt]:
         valid = tuple(letters[low : high + 1])
         prompts.append(CRCPrompt(LETTER_TEMPLATE.format(low=letters[low], high=letters[high]), valid))
     return prompts
+
+
+def valid_answers(instruction: str) -> tuple[str, ...] | None:
+    """The valid answers of a CRC-style request (a digit range or a letter range), else None."""
+    digits = DIGIT_RANGE.search(instruction)
+    if digits:
+        low, high = int(digits.group(1)), int(digits.group(2))
+        return tuple(str(n) for n in range(low, high + 1)) if low <= high <= low + 100 else None
+    letters = LETTER_RANGE.search(instruction)
+    if letters:
+        low, high = ord(letters.group(1).upper()), ord(letters.group(2).upper())
+        return tuple(chr(c) for c in range(low, high + 1)) if low <= high else None
+    return None
 
 
 def load_prompts(path: str | Path) -> list[CRCPrompt]:

@@ -15,11 +15,12 @@ import pytest
 import torch
 
 import app
-from slr_core.crc import default_prompts, encode_prompts
+from slr_core.crc import default_prompts, encode_prompts, valid_answers
 from slr_core.drift import layer_drift
 from slr_core.hybrid import build_hybrid
 from slr_core.landscape import Landscape
 from slr_core.models import Settings, check_reachable, decoder_layers, parse_source
+from slr_core.registry import FairLock, PairRegistry
 from slr_core.sampling import SamplingSettings, sample
 from slr_core.survey import complete, is_complete, result_count, stored_landscape, survey
 
@@ -288,7 +289,7 @@ def test_sampling_while_a_sweep_runs_changes_no_sweep_result(sources, tiny_pair)
 
 
 def test_fair_lock_serves_waiters_in_arrival_order():
-    lock, order = app.FairLock(), []
+    lock, order = FairLock(), []
     lock.__enter__()
 
     def waiter(name: str) -> None:
@@ -307,17 +308,17 @@ def test_fair_lock_serves_waiters_in_arrival_order():
 
 
 def test_crc_valid_answers_from_prompts():
-    assert app.crc_valid_answers(CRC_PROMPT) == ("2", "3", "4", "5", "6")
+    assert valid_answers(CRC_PROMPT) == ("2", "3", "4", "5", "6")
     letters = "Generate a random letter from C to F (inclusive). Do not include anything else."
-    assert app.crc_valid_answers(letters) == ("C", "D", "E", "F")
-    assert app.crc_valid_answers("Name a US state.") is None
+    assert valid_answers(letters) == ("C", "D", "E", "F")
+    assert valid_answers("Name a US state.") is None
 
 
 # ---------------------------------------------------------------- registry, export, evaluation
 
 
 def test_registry_loads_a_pair_once_for_concurrent_visitors(sources, tiny_paths):
-    registry = app.PairRegistry(capacity=1)
+    registry = PairRegistry(capacity=1)
     key = (*sources, app.SETTINGS)
     entries = []
     threads = [threading.Thread(target=lambda: entries.append(registry.get(key))) for _ in range(3)]
