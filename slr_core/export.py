@@ -21,17 +21,13 @@ from .landscape import CSV_COLUMNS, Landscape
 from .models import ModelPair, Source, layers_path
 
 
-def _ordinary_mode(mode: int) -> int:
-    """`mode` under the process umask: what open() or mkdir() would have given."""
-    mask = os.umask(0)
-    os.umask(mask)
-    return mode & ~mask
-
-
 def _publish(path: Path) -> None:
+    """Give `path` (and all inside it) the modes open() and mkdir() would have: 0666/0777 less umask."""
     # mkstemp and mkdtemp stage privately (0600/0700); a model folder is meant to be shared or served.
+    mask = os.umask(0)  # the only way to read the umask; set back at once
+    os.umask(mask)
     for item in [path, *path.rglob("*")] if path.is_dir() else [path]:
-        item.chmod(_ordinary_mode(0o777 if item.is_dir() else 0o666))
+        item.chmod((0o777 if item.is_dir() else 0o666) & ~mask)
 
 
 def _atomic_write_text(path: str | Path, text: str) -> Path:
