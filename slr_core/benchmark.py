@@ -6,10 +6,11 @@ import time
 
 import torch
 
+from .architectures import decoder_layers
+from .cached_sweep import all_intervals
 from .crc import EncodedPrompts
 from .landscape import parse_intervals
-from .models import ModelPair, decoder_layers
-from .survey import all_intervals
+from .models import ModelPair
 from .sweep import Stats, naive_interval_scores, sweep_intervals
 
 

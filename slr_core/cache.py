@@ -7,12 +7,14 @@ import json
 import math
 import os
 import shutil
-import tempfile
 from pathlib import Path
 
 import diskcache
 
-SCHEMA_VERSION = 1
+from .files import replace_folder, staging_folder
+
+SCHEMA_VERSION = 2  # 2: results carry the strict-CRC numbers (stop, strict_quality)
+RESULT_METRICS = ("quality", "diversity", "stop", "strict_quality")
 CACHE_ENV = "SLR_CACHE_DIR"
 
 
@@ -34,8 +36,7 @@ def result_key(context: str, name: str) -> str:
 def _valid_result(value) -> bool:
     if not isinstance(value, dict) or value.get("schema") != SCHEMA_VERSION:
         return False
-    numbers = (value.get("quality"), value.get("diversity"))
-    return all(isinstance(x, float) and math.isfinite(x) for x in numbers)
+    return all(isinstance(value.get(x), float) and math.isfinite(value[x]) for x in RESULT_METRICS)
 
 
 def get_result(key: str) -> dict | None:
@@ -64,10 +65,9 @@ def get_results(keys: list[str]) -> dict[str, dict | None]:
     return found
 
 
-def put_result(key: str, quality: float, diversity: float, **extra) -> None:
-    """Store one result at once, so an interrupted sweep loses nothing already computed."""
-    value = {"schema": SCHEMA_VERSION, "quality": float(quality), "diversity": float(diversity)}
-    value.update(extra)
+def put_result(key: str, metrics: dict[str, float]) -> None:
+    """Store one result (every RESULT_METRICS number) at once, so an interruption loses nothing."""
+    value = {"schema": SCHEMA_VERSION, **{name: float(metrics[name]) for name in RESULT_METRICS}}
     with _store() as store:
         store.set(key, value)
 
@@ -117,19 +117,16 @@ def write_model_snapshot(folder: Path, state_dict: dict, config, tokenizer) -> P
 
     folder = Path(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
+    staging = staging_folder(folder)
     try:
         tensors = {name: t.detach().contiguous() for name, t in state_dict.items()}
         save_file(_untie(tensors), str(staging / "model.safetensors"), metadata={"format": "pt"})
         config.save_pretrained(staging)
         if tokenizer is not None:
             tokenizer.save_pretrained(staging)
-        staging.chmod(0o755)  # mkdtemp makes it private; a snapshot is an ordinary model folder
-        if folder.exists():
-            shutil.rmtree(folder)
-        staging.rename(folder)
+        replace_folder(staging, folder)
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        shutil.rmtree(staging, ignore_errors=True)  # gone already when the rename succeeded
     return folder
 
 

@@ -43,3 +43,22 @@ def encode_chat(tokenizer, instruction: str) -> list[int]:
     """Token ids of the chat-formatted instruction; the template already carries BOS."""
     text = format_chat(tokenizer, instruction)
     return tokenizer(text, add_special_tokens=False)["input_ids"]
+
+
+def end_of_turn_ids(tokenizer) -> list[int]:
+    """E: the eos token and the chat template's end-of-turn marker (e.g. <end_of_turn>, <|im_end|>)."""
+    ids = {tokenizer.eos_token_id} if tokenizer.eos_token_id is not None else set()
+    # The marker is whatever the template writes right after an assistant reply's content.
+    marker = "SLRREPLYEND"
+    messages = [{"role": "user", "content": "x"}, {"role": "assistant", "content": marker}]
+    text = tokenizer.apply_chat_template(messages, tokenize=False)
+    after = text[text.rindex(marker) + len(marker) :] if marker in text else ""
+    following = tokenizer(after, add_special_tokens=False)["input_ids"] if after.strip() else []
+    if following and following[0] in set(tokenizer.all_special_ids) | set(tokenizer.added_tokens_decoder):
+        ids.add(following[0])
+    if not ids:
+        raise PromptSetError(
+            "The tokenizer has no eos token and its chat template writes no end-of-turn token: "
+            "strict CRC cannot tell when a reply ends. Use the post-trained model's tokenizer."
+        )
+    return sorted(ids)

@@ -8,6 +8,9 @@ import sys
 import time
 
 from .errors import SLRError
+from .landscape import DEFAULT_RULE, RULES
+from .settings import DEFAULT_Q_FRACTION, DEVICES, DTYPES
+from .summary import summary_text
 
 
 def _pair_arguments(parser: argparse.ArgumentParser) -> None:
@@ -16,8 +19,8 @@ def _pair_arguments(parser: argparse.ArgumentParser) -> None:
         "--post", default="demo:post", help="post-trained model: hub id[@rev], folder or .gguf"
     )
     parser.add_argument("--preset", help="a named pair (overrides --pre/--post); see `presets`")
-    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
-    parser.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"])
+    parser.add_argument("--device", default="auto", choices=DEVICES)
+    parser.add_argument("--dtype", default="auto", choices=DTYPES)
     parser.add_argument("--trust-remote-code", action="store_true")
     parser.add_argument("--prompts", help="CRC prompt set JSON (default: the paper-style 40 prompts)")
     parser.add_argument("--no-cache", action="store_true", help="neither read nor write the cache")
@@ -33,10 +36,20 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--out", default="landscape.csv")
     sweep.add_argument("--intervals", help="only these intervals, e.g. 0-3,5-9")
     sweep.add_argument("--soup", action="store_true", help="also score Proxy-Soup alphas 0..1")
-    best = sub.add_parser("best", help="the selected interval (max D s.t. Q >= q_min)")
+    best = sub.add_parser("best", help="the selected interval under both rules (max D s.t. quality >= q_min)")
     _pair_arguments(best)
-    best.add_argument("--q-fraction", type=float, default=0.9, help="q_min = this * Q_CRC(post)")
-    best.add_argument("--q-min", type=float, help="an absolute q_min (overrides --q-fraction)")
+    best.add_argument(
+        "--rule",
+        choices=RULES,
+        default=DEFAULT_RULE,
+        help="strict: threshold strict quality (answer, then end of turn); paper: first-token Q",
+    )
+    best.add_argument(
+        "--q-fraction", type=float, default=DEFAULT_Q_FRACTION, help="q_min = this x the post model's quality"
+    )
+    best.add_argument(
+        "--q-min", type=float, help="an absolute q_min for --rule's quality (overrides --q-fraction)"
+    )
     prompts = sub.add_parser("prompts", help="write the CRC prompt set as fed to a model")
     prompts.add_argument("--model", default="demo:post")
     prompts.add_argument("--prompts", help="a prompt set JSON to re-encode")
@@ -63,8 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _load(args):
-    from .models import Settings, load_pair
+    from .models import load_pair
     from .presets import get_preset
+    from .settings import Settings
 
     if args.preset:
         preset = get_preset(args.preset)
@@ -81,8 +95,8 @@ def _encoded(args, tokenizer):
 
 
 def _landscape(args, pair, intervals=None, soup=False):
+    from .cached_sweep import complete, survey
     from .landscape import parse_intervals
-    from .survey import complete, survey
 
     wanted = parse_intervals(intervals, pair.num_layers) if intervals else None
     encoded = _encoded(args, pair.tokenizer)
@@ -104,46 +118,28 @@ def cmd_sweep(args) -> None:
     print(
         f"loaded in {loaded - started:.1f} s; swept {len(landscape.intervals)} intervals in {swept - loaded:.1f} s"
     )
-    _print_summary(landscape, 0.9)
+    _print_summary(landscape, DEFAULT_Q_FRACTION)
     print(f"wrote {args.out}")
 
 
 def cmd_best(args) -> None:
     pair = _load(args)
     landscape = _landscape(args, pair)
-    fraction = args.q_fraction if args.q_min is None else args.q_min / landscape.post.quality
+    rule = args.rule if args.rule == "paper" or landscape.has_strict else "paper"
+    fraction = args.q_fraction if args.q_min is None else args.q_min / landscape.post.rule_quality(rule)
     _print_summary(landscape, fraction)
+    best = landscape.rule_summary(fraction, rule)["best"]
+    picked = f"[{best['interval'][0]}, {best['interval'][1]}]" if best else "none (nothing reaches q_min)"
+    print(f"selected ({rule} rule): {picked}")
 
 
 def _print_summary(landscape, fraction: float) -> None:
-    summary = landscape.summary(fraction)
-    post, pre = summary["post"], summary["pre"]
-    print(f"post-trained: Q_CRC = {post['quality']:.4f}, D_CRC = {post['diversity']:.4f}")
-    print(f"pre-trained:  Q_CRC = {pre['quality']:.4f}, D_CRC = {pre['diversity']:.4f}")
-    best = summary["best"]
-    if best is None:
-        print(f"no interval reaches q_min = {summary['q_min']:.4f}")
-    elif best:
-        i, j = best["interval"]
-        print(
-            f"best interval [{i}, {j}] (q_min = {summary['q_min']:.4f}): Q = {best['quality']:.4f}, D = {best['diversity']:.4f}"
-        )
-        for name, control in summary.get("controls", {}).items():
-            if "quality" in control:
-                a, b = control["interval"]
-                print(
-                    f"  SLR-{name} [{a}, {b}]: Q = {control['quality']:.4f}, D = {control['diversity']:.4f}"
-                )
-    if "soup" in summary:
-        soup = summary["soup"]
-        print(
-            f"Proxy-Soup best alpha = {soup['alpha']:.2f}: Q = {soup['quality']:.4f}, D = {soup['diversity']:.4f}"
-        )
+    print(summary_text(landscape, fraction))
 
 
 def cmd_prompts(args) -> None:
     from .crc import default_prompts, encode_prompts, load_prompts
-    from .export import write_json
+    from .files import write_json
     from .models import load_tokenizer
 
     tokenizer = load_tokenizer(args.model)
@@ -153,7 +149,7 @@ def cmd_prompts(args) -> None:
         {"instruction": p.instruction, "valid": list(p.valid), "input_ids": ids}
         for p, ids in zip(encoded.prompts, encoded.input_ids)
     ]
-    write_json(rows, args.out)
+    write_json(args.out, rows)
     print(f"wrote {len(rows)} prompts to {args.out}")
 
 
@@ -179,19 +175,19 @@ def cmd_export(args) -> None:
     folder = export_hybrid(pair, start, end, args.out, landscape, args.overwrite, command)
     print(f"wrote hybrid [{start}, {end}] to {folder}")
     if args.push_to_hub:
-        from .export import push_to_hub
+        from .hub import push_to_hub
 
         print(f"pushed to {push_to_hub(folder, args.push_to_hub)}")
 
 
 def cmd_evaluate(args) -> None:
     from .evaluation import format_table, run_evaluation
-    from .export import write_json
+    from .files import write_json
 
     pair = _load(args)
     landscape = _landscape(args, pair, soup=True)
     results = run_evaluation(pair, landscape, args.task, args.quick, args.temperatures, args.seed)
-    write_json(results, args.out)
+    write_json(args.out, results)
     print(format_table(results))
     print(f"wrote {args.out}")
 

@@ -159,25 +159,50 @@ def encode_prompts(tokenizer, prompts: list[CRCPrompt]) -> EncodedPrompts:
 
 
 # ---------------------------------------------------------------- scores
+# Per prompt x, t over the valid first tokens, E the end-of-reply tokens:
+#   Q = sum_t p(t|x);  D = entropy of p(t|x) / Q grouped by character;
+#   P_end(x, t) = sum_{e in E} p(e | x, t);  strict = sum_t p(t|x) P_end(x, t);  stop = strict / Q.
+
+SCORE_COLUMNS = ("quality", "diversity", "stop", "strict_quality")
+
+
+def answer_probabilities(
+    logits: torch.Tensor, encoded: EncodedPrompts, rows: list[int]
+) -> list[torch.Tensor]:
+    """p(t | x) in float64 for each valid token of the prompt each logits row [B, V] answers."""
+    probs = torch.softmax(logits.double(), dim=-1)
+    return [probs[b, encoded.token_ids[p].to(probs.device)].cpu() for b, p in enumerate(rows)]
+
+
+def first_token_scores(
+    token_probs: list[torch.Tensor], encoded: EncodedPrompts, rows: list[int]
+) -> torch.Tensor:
+    """Per-prompt (Q, D) [B, 2] from the valid tokens' probabilities, grouped by character."""
+    scores = torch.empty(len(rows), 2, dtype=torch.float64)
+    for b, prompt_idx in enumerate(rows):
+        per_char = torch.zeros(len(encoded.prompts[prompt_idx].valid), dtype=torch.float64)
+        per_char.index_add_(0, encoded.char_index[prompt_idx], token_probs[b])
+        quality = per_char.sum()
+        tilde = per_char / quality.clamp_min(1e-300)
+        scores[b, 0], scores[b, 1] = quality, -(tilde * torch.log(tilde.clamp_min(1e-300))).sum()
+    return scores
+
+
+def strict_scores(token_probs: list[torch.Tensor], end_probs: list[torch.Tensor]) -> torch.Tensor:
+    """Per-prompt (stop, strict quality) [B, 2] from p(t|x) and P_end(x, t) of each valid token."""
+    scores = torch.zeros(len(token_probs), 2, dtype=torch.float64)
+    for b, (probs, ends) in enumerate(zip(token_probs, end_probs)):
+        quality, strict = probs.sum(), (probs * ends.double()).sum()
+        scores[b, 0] = strict / quality if quality > 0 else 0.0
+        scores[b, 1] = strict
+    return scores
 
 
 def score_logits(logits: torch.Tensor, encoded: EncodedPrompts, rows: list[int]) -> torch.Tensor:
     """Per-prompt (Q, D) from next-token logits [B, V] whose row b answers prompt rows[b]."""
-    probs = torch.softmax(logits.double(), dim=-1)  # [B, V]
-    scores = torch.empty(len(rows), 2, dtype=torch.float64)
-    for b, prompt_idx in enumerate(rows):
-        token_ids = encoded.token_ids[prompt_idx].to(probs.device)
-        slots = encoded.char_index[prompt_idx].to(probs.device)
-        per_char = torch.zeros(len(encoded.prompts[prompt_idx].valid), dtype=torch.float64)
-        per_char = per_char.to(probs.device).index_add_(0, slots, probs[b, token_ids])
-        quality = per_char.sum()
-        tilde = per_char / quality.clamp_min(1e-300)
-        diversity = -(tilde * torch.log(tilde.clamp_min(1e-300))).sum()
-        scores[b, 0], scores[b, 1] = quality.cpu(), diversity.cpu()
-    return scores
+    return first_token_scores(answer_probabilities(logits, encoded, rows), encoded, rows)
 
 
-def crc_means(per_prompt: torch.Tensor) -> tuple[float, float]:
-    """Q_CRC and D_CRC: the means over prompts of per-prompt [P, 2] scores."""
-    means = per_prompt.mean(dim=0)
-    return float(means[0]), float(means[1])
+def crc_means(per_prompt: torch.Tensor) -> tuple[float, ...]:
+    """Means over prompts of per-prompt scores [P, C]: (Q, D) or (Q, D, stop, strict quality)."""
+    return tuple(float(x) for x in per_prompt.mean(dim=0))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import os
 from pathlib import Path
 
 import torch
@@ -12,10 +11,10 @@ import torch
 from . import cache
 from .chat import GEMMA3_CHAT_TEMPLATE
 from .errors import SourceError
+from .files import atomic_path
 
 DEMO_LABEL = "Gemma-3-270m base + SLR Explorer's demo instruction tuning (LoRA, synthetic data)"
-PRE_SPEC = "demo:pre"
-POST_SPEC = "demo:post"
+PRE_SPEC = "demo:pre"  # the adapter's recorded base model (scripts/train_demo_adapter.py)
 # Resolved from this file, not the working directory, so the demo works from any cwd.
 ADAPTER_DIR = Path(__file__).resolve().parent.parent / "assets" / "demo_adapter"
 ADAPTER_FILES = ("adapter_model.safetensors", "adapter_config.json")
@@ -61,12 +60,8 @@ def _assemble_gguf() -> Path:
     if target.is_file():
         return package.assemble(target)  # verifies the sha256 of the existing file
     # Assemble beside the target and rename, so an interrupted run leaves no half file.
-    partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
-    try:
-        package.assemble(partial, overwrite=True)
-        partial.replace(target)
-    finally:
-        partial.unlink(missing_ok=True)
+    with atomic_path(target) as staging:
+        package.assemble(staging, overwrite=True)
     return target
 
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from .models import ModelPair, decoder_layers
+from .architectures import decoder_layers
+from .models import ModelPair
 
 
 @torch.no_grad()

@@ -21,16 +21,16 @@ from tqdm.auto import tqdm
 from . import cache, qa_data, writing_data
 from .errors import SLRError
 from .hybrid import build_hybrid
-from .landscape import Landscape
+from .landscape import RULES, Landscape
 from .models import ModelPair
 from .qa import QA_METRICS, evaluate_qa
 from .sampling import SamplingSettings
+from .settings import DEFAULT_Q_FRACTION
 from .soup import soup_model
 from .writing import WRITING_METRICS, evaluate_writing
 
-EVAL_VERSION = 2  # bump when scoring changes, so old cached results are not reused
+EVAL_VERSION = 3  # bump when scoring changes, so old cached results are not reused
 TASKS = ("qa", "writing")
-Q_FRACTION = 0.9
 # Column names where the metric key is not already the name the paper uses; * marks a proxy.
 LABELS = {"coverage": "coverage-n", "distinct_1": "distinct-1", "distinct_2": "distinct-2"}
 LABELS.update(loglik="LL/tok*", repetition="repetitive*")
@@ -86,27 +86,35 @@ class Method:
         return {**out, "interval": list(self.interval)} if self.interval else out
 
 
-def select_methods(landscape: Landscape, fraction: float = Q_FRACTION) -> tuple[list[Method], dict[str, str]]:
-    """The methods the landscape supports, and why any were skipped."""
+def select_methods(
+    landscape: Landscape, fraction: float = DEFAULT_Q_FRACTION
+) -> tuple[list[Method], dict[str, str]]:
+    """The methods the landscape supports (SLR and soup under each rule), and why any were skipped."""
     if landscape.post is None:
         raise EvaluationError("The landscape has no post-trained reference: run the CRC sweep first.")
-    q_min = landscape.q_min(fraction)
     methods, skipped = [Method("post", "Post-trained", "post")], {}
-    best = landscape.best_interval(q_min)
-    if best is None:
-        why = f"no interval reaches q_min = {q_min:.4f}"
-        skipped.update(slr=why, slr_early=why, slr_late=why)
-    else:
-        methods.append(Method("slr", f"SLR [{best[0]}, {best[1]}]", "slr", best))
-    alpha = landscape.best_alpha(q_min)
-    if alpha is None:
-        skipped["soup"] = (
-            "no soup alpha reaches q_min" if landscape.soup else "no soup sweep in the landscape"
-        )
-    else:
-        methods.append(Method("soup", f"Proxy-Soup alpha={alpha:.2f}", "soup", alpha=alpha))
-    if best is not None:
-        for name, (i, j) in landscape.controls(best).items():
+    rules = [rule for rule in RULES if rule == "paper" or landscape.has_strict]
+    if "strict" not in rules:
+        skipped["slr_strict"] = "the landscape has no strict-CRC numbers (re-sweep it)"
+    picks = {rule: landscape.rule_summary(fraction, rule) for rule in rules}
+    for rule, pick in picks.items():
+        if pick["best"] is None:
+            skipped[f"slr_{rule}"] = f"no interval reaches the {rule} rule's q_min = {pick['q_min']:.4f}"
+            continue
+        i, j = pick["best"]["interval"]
+        methods.append(Method(f"slr_{rule}", f"SLR {rule} [{i}, {j}]", "slr", (i, j)))
+    for rule, pick in picks.items():
+        if "soup" in pick:
+            alpha = pick["soup"]["alpha"]
+            methods.append(
+                Method(f"soup_{rule}", f"Proxy-Soup {rule} alpha={alpha:.2f}", "soup", alpha=alpha)
+            )
+        else:
+            skipped[f"soup_{rule}"] = "no soup alpha reaches q_min" if landscape.soup else "no soup sweep"
+    first = next((pick for pick in picks.values() if pick["best"] is not None), None)
+    if first is not None:  # the controls of the default rule's pick (strict where it exists)
+        for name, control in first["controls"].items():
+            i, j = control["interval"]
             methods.append(Method(f"slr_{name}", f"SLR-{name.title()} [{i}, {j}]", "slr", (i, j)))
     methods.append(Method("pre", "Pre-trained", "pre"))
     return methods, skipped
@@ -216,8 +224,12 @@ def _meta(pair, landscape, task, quick, settings, temperatures, seed, items) -> 
         "post_fingerprint": pair.post_fingerprint,
         "identity": pair.identity,
         "num_layers": pair.num_layers,
-        "q_fraction": Q_FRACTION,
-        "q_min": landscape.q_min(Q_FRACTION),
+        "q_fraction": DEFAULT_Q_FRACTION,
+        "q_min": {
+            rule: landscape.q_min(DEFAULT_Q_FRACTION, rule)
+            for rule in RULES
+            if rule == "paper" or landscape.has_strict
+        },
         "quick": bool(quick),
         "settings": asdict(settings),
         "temperatures": temperatures,

@@ -9,7 +9,7 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from .landscape import Landscape
+from .landscape import DEFAULT_RULE, METRICS, RULE_QUALITY, Landscape, check_rule
 
 POST_COLOUR = "#1f6fb4"
 PRE_COLOUR = "#8c8c8c"
@@ -18,11 +18,13 @@ SOUP_COLOUR = "#2b8a3e"
 SELECTED_COLOUR = "#111111"
 
 METRIC_TITLES = {
-    "quality": "CRC quality Q: probability mass on valid answers",
+    "quality": "CRC quality Q: probability mass on valid first answers",
+    "strict_quality": "Strict quality: a valid answer, then the reply ends",
+    "stop": "Stop rate: the reply ends right after a valid answer",
     "diversity": "CRC diversity D: entropy over valid answers",
 }
-METRIC_SYMBOLS = {"quality": "Q", "diversity": "D"}
-COLOUR_SCALES = {"quality": "Viridis", "diversity": "Magma"}
+METRIC_SYMBOLS = {"quality": "Q", "strict_quality": "strict Q", "stop": "stop", "diversity": "D"}
+COLOUR_SCALES = {"quality": "Viridis", "strict_quality": "Viridis", "stop": "Cividis", "diversity": "Magma"}
 FONT = {"family": "Inter, system-ui, sans-serif", "size": 12}
 
 
@@ -49,17 +51,22 @@ def _interval_shape(interval: tuple[int, int], colour: str, dash: str = "solid")
     }
 
 
+def _value(value: float | None, reference: float | None) -> str:
+    if value is None:
+        return "not computed"
+    return f"{value:.3f}" + (f" ({value - reference:+.3f} vs post)" if reference is not None else "")
+
+
 def hover_texts(landscape: Landscape) -> list[list[str]]:
-    """Per cell [i][j]: the interval, Q and D and their change vs the post-trained model."""
+    """Per cell [i][j]: the interval, then Q, strict Q, stop rate and D, each with its change vs post."""
     size = landscape.num_layers
     texts = [["" for _ in range(size)] for _ in range(size)]
     post = landscape.post
     for (start, end), point in landscape.intervals.items():
         lines = [f"<b>[{start}, {end}]</b>: restores {end - start + 1} layer(s)"]
-        for metric, symbol in METRIC_SYMBOLS.items():
-            value = getattr(point, metric)
-            change = f" ({value - getattr(post, metric):+.3f} vs post)" if post else ""
-            lines.append(f"{symbol} = {value:.3f}{change}")
+        for metric in METRICS:
+            reference = getattr(post, metric) if post is not None else None
+            lines.append(f"{METRIC_SYMBOLS[metric]} = {_value(getattr(point, metric), reference)}")
         texts[start][end] = "<br>".join(lines)
     return texts
 
@@ -71,13 +78,17 @@ def heatmap_figure(
     selected: tuple[int, int] | None = None,
     height: int = 430,
 ) -> go.Figure:
-    """N x N map of one CRC metric: start i on y (top down), end j on x, only i <= j coloured."""
-    if metric not in METRIC_TITLES:
-        raise ValueError(f"metric must be 'quality' or 'diversity', got {metric!r}")
+    """N x N map of one of METRICS: start i on y (top down), end j on x, only i <= j coloured."""
+    if metric not in METRICS:
+        raise ValueError(f"metric must be one of {', '.join(METRICS)}, got {metric!r}")
     size = landscape.num_layers
     layers = list(range(size))
+    z = landscape.matrix(metric)
+    title = METRIC_TITLES[metric]
+    if landscape.intervals and np.isnan(z).all():
+        title = f"{title} (not computed for this landscape)"
     heatmap = go.Heatmap(
-        z=landscape.matrix(metric),
+        z=z,
         x=layers,
         y=layers,
         text=hover_texts(landscape),
@@ -87,6 +98,7 @@ def heatmap_figure(
         colorbar={"title": {"text": METRIC_SYMBOLS[metric]}, "thickness": 12, "len": 0.9},
         xgap=1,
         ygap=1,
+        **({"zmin": 0.0, "zmax": 1.0} if metric == "stop" else {}),
     )
     figure = go.Figure(heatmap)
     shapes = []
@@ -112,7 +124,7 @@ def heatmap_figure(
     tick_step = max(1, math.ceil(size / 12))
     axis = {"tickmode": "linear", "dtick": tick_step, "showgrid": False, "zeroline": False}
     figure.update_layout(
-        **_base_layout(METRIC_TITLES[metric], height),
+        **_base_layout(title, height),
         shapes=shapes,
         xaxis={**axis, "title": {"text": "end layer j"}, "range": [-0.5, size - 0.5], "constrain": "domain"},
         yaxis={
@@ -134,15 +146,29 @@ def tradeoff_figure(
     best: tuple[int, int] | None = None,
     selected: tuple[int, int] | None = None,
     height: int = 460,
+    rule: str | None = None,
 ) -> go.Figure:
-    """Q vs D of every interval with the Pareto front, references, Proxy-Soup and fixed-start slices."""
+    """The rule's quality vs D of every interval: Pareto front, references, Proxy-Soup, fixed-start slices.
+
+    `rule` picks the quality on the y axis (strict quality or first-token Q) and the Pareto front;
+    by default strict where the landscape has the strict numbers, else the paper's first-token rule.
+    """
+    rule = check_rule(rule) if rule else DEFAULT_RULE if landscape.has_strict else "paper"
+    metric = RULE_QUALITY[rule]
+    symbol = METRIC_SYMBOLS[metric]
+
+    def y_of(point) -> float:
+        value = getattr(point, metric)
+        return float("nan") if value is None else value
+
+    hover = f"%{{text}}<br>{symbol} = %{{y:.3f}}<br>D = %{{x:.3f}}<extra></extra>"
     figure = go.Figure()
     intervals = sorted(landscape.intervals.items())
     if intervals:
         figure.add_trace(
             go.Scatter(
                 x=[point.diversity for _, point in intervals],
-                y=[point.quality for _, point in intervals],
+                y=[y_of(point) for _, point in intervals],
                 mode="markers",
                 name="all intervals",
                 marker={
@@ -153,20 +179,20 @@ def tradeoff_figure(
                     "colorbar": {"title": {"text": "layers<br>restored"}, "thickness": 10, "len": 0.6},
                 },
                 text=[f"[{start}, {end}]" for (start, end), _ in intervals],
-                hovertemplate="%{text}<br>Q = %{y:.3f}<br>D = %{x:.3f}<extra></extra>",
+                hovertemplate=hover,
             )
         )
-        front = landscape.pareto_front()
+        front = landscape.pareto_front(rule)
         figure.add_trace(
             go.Scatter(
                 x=[landscape.intervals[key].diversity for key in front],
-                y=[landscape.intervals[key].quality for key in front],
+                y=[y_of(landscape.intervals[key]) for key in front],
                 mode="lines+markers",
                 name="Pareto front",
                 line={"color": SLR_COLOUR, "width": 1.5, "dash": "dot"},
                 marker={"size": 6, "color": SLR_COLOUR},
                 text=[f"[{start}, {end}]" for start, end in front],
-                hovertemplate="Pareto %{text}<br>Q = %{y:.3f}<br>D = %{x:.3f}<extra></extra>",
+                hovertemplate="Pareto " + hover,
             )
         )
     slice_starts = [interval[0] for interval in (best, selected) if interval is not None]
@@ -177,13 +203,13 @@ def tradeoff_figure(
         figure.add_trace(
             go.Scatter(
                 x=[point.diversity for _, point in row],
-                y=[point.quality for _, point in row],
+                y=[y_of(point) for _, point in row],
                 mode="lines+markers",
                 name=f"fixed start i = {start}",
                 line={"width": 1.5},
                 marker={"size": 5},
                 text=[f"[{key[0]}, {key[1]}]" for key, _ in row],
-                hovertemplate="%{text}<br>Q = %{y:.3f}<br>D = %{x:.3f}<extra></extra>",
+                hovertemplate=hover,
             )
         )
     if landscape.soup:
@@ -191,29 +217,29 @@ def tradeoff_figure(
         figure.add_trace(
             go.Scatter(
                 x=[landscape.soup[alpha].diversity for alpha in alphas],
-                y=[landscape.soup[alpha].quality for alpha in alphas],
+                y=[y_of(landscape.soup[alpha]) for alpha in alphas],
                 mode="lines+markers",
                 name="Proxy-Soup (α = 0 … 1)",
                 line={"color": SOUP_COLOUR, "width": 2},
                 marker={"size": 5, "color": SOUP_COLOUR},
                 text=[f"α = {alpha:.2f}" for alpha in alphas],
-                hovertemplate="Soup %{text}<br>Q = %{y:.3f}<br>D = %{x:.3f}<extra></extra>",
+                hovertemplate="Soup " + hover,
             )
         )
-    for name, point, symbol, colour in (
+    for name, point, marker, colour in (
         ("post-trained", landscape.post, "diamond", POST_COLOUR),
         ("pre-trained", landscape.pre, "square", PRE_COLOUR),
     ):
         if point is not None:
-            figure.add_trace(_point_trace(name, point.diversity, point.quality, symbol, colour, 14))
-    for label, interval, symbol, colour in (
+            figure.add_trace(_point_trace(name, point.diversity, y_of(point), marker, colour, 14, symbol))
+    for label, interval, marker, colour in (
         ("best", best, "star", SLR_COLOUR),
         ("selected", selected, "circle-open", SELECTED_COLOUR),
     ):
         if interval is not None and interval in landscape.intervals:
             point = landscape.intervals[interval]
             name = f"{label} [{interval[0]}, {interval[1]}]"
-            figure.add_trace(_point_trace(name, point.diversity, point.quality, symbol, colour, 16))
+            figure.add_trace(_point_trace(name, point.diversity, y_of(point), marker, colour, 16, symbol))
     shapes, annotations = [], []
     if q_min is not None:
         shapes.append(
@@ -232,32 +258,38 @@ def tradeoff_figure(
                 "xref": "paper",
                 "x": 0,
                 "y": q_min,
-                "text": f"q_min = {q_min:.3f}",
+                "text": f"q_min = {q_min:.3g} ({rule} rule)",
                 "showarrow": False,
                 "xanchor": "left",
                 "yanchor": "bottom",
                 "font": {"size": 11, "color": "#555"},
             }
         )
+    y_title = (
+        "strict Q (valid answer, then the reply ends)" if rule == "strict" else "Q (mass on valid answers)"
+    )
     figure.update_layout(
-        **_base_layout("Quality vs diversity of every interval", height),
+        **_base_layout(f"{symbol} vs diversity of every interval ({rule} rule)", height),
         xaxis={"title": {"text": "D (diversity over valid answers)"}},
-        yaxis={"title": {"text": "Q (mass on valid answers)"}},
+        yaxis={"title": {"text": y_title}},
         legend={"orientation": "h", "y": -0.18, "x": 0, "font": {"size": 11}},
         shapes=shapes,
         annotations=annotations,
+        meta={"rule": rule, "quality_metric": metric},
     )
     return figure
 
 
-def _point_trace(name: str, x: float, y: float, symbol: str, colour: str, size: int) -> go.Scatter:
+def _point_trace(
+    name: str, x: float, y: float, marker: str, colour: str, size: int, quality: str = "Q"
+) -> go.Scatter:
     return go.Scatter(
         x=[x],
         y=[y],
         mode="markers",
         name=name,
-        marker={"symbol": symbol, "size": size, "color": colour, "line": {"color": "white", "width": 1}},
-        hovertemplate=f"{name}<br>Q = %{{y:.3f}}<br>D = %{{x:.3f}}<extra></extra>",
+        marker={"symbol": marker, "size": size, "color": colour, "line": {"color": "white", "width": 1}},
+        hovertemplate=f"{name}<br>{quality} = %{{y:.3f}}<br>D = %{{x:.3f}}<extra></extra>",
     )
 
 

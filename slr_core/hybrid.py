@@ -14,8 +14,9 @@ import copy
 
 from torch import nn
 
+from .architectures import decoder_layers, layers_path
 from .errors import IntervalError
-from .models import ModelPair, decoder_layers, layers_path
+from .models import ModelPair
 from .placement import rebind_forward
 
 

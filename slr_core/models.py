@@ -1,196 +1,21 @@
-"""Model sources, loading, device/dtype resolution, and where each architecture keeps its layers."""
+"""Loading models: one model from a source, a checked pre/post pair, or a tokenizer alone."""
 
 from __future__ import annotations
 
-import hashlib
-import re
-import socket
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlparse
 
 import torch
 from torch import nn
 
-from .errors import IncompatibleModelsError, SourceError, UnsupportedArchitectureError
-
-# The one place that knows where each family keeps its decoder layers and final norm.
-ARCHITECTURES: dict[str, tuple[str, str]] = {
-    "LlamaForCausalLM": ("model.layers", "model.norm"),
-    "MistralForCausalLM": ("model.layers", "model.norm"),
-    "Qwen2ForCausalLM": ("model.layers", "model.norm"),
-    "Qwen3ForCausalLM": ("model.layers", "model.norm"),
-    "Gemma2ForCausalLM": ("model.layers", "model.norm"),
-    "Gemma3ForCausalLM": ("model.layers", "model.norm"),
-    "Phi3ForCausalLM": ("model.layers", "model.norm"),
-    "GPTNeoXForCausalLM": ("gpt_neox.layers", "gpt_neox.final_layer_norm"),
-}
-
-HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
+from .architectures import decoder_layers, describe, text_config
+from .errors import IncompatibleModelsError, SourceError
+from .placement import post_placement, pre_placement
+from .settings import Settings
+from .sources import Source, check_reachable, fingerprint, parse_source
 
 
-def _architecture(model: nn.Module) -> tuple[str, str]:
-    name = type(model).__name__
-    if name not in ARCHITECTURES:
-        known = ", ".join(sorted(ARCHITECTURES))
-        raise UnsupportedArchitectureError(
-            f"SLR Explorer does not know where {name} keeps its decoder layers. Supported: {known}."
-        )
-    return ARCHITECTURES[name]
-
-
-def layers_path(model: nn.Module) -> str:
-    """Dotted path of the model's decoder-layer ModuleList, e.g. 'model.layers'."""
-    return _architecture(model)[0]
-
-
-def decoder_layers(model: nn.Module) -> nn.ModuleList:
-    """The model's own decoder layers, in order."""
-    return model.get_submodule(layers_path(model))
-
-
-def final_norm(model: nn.Module) -> nn.Module:
-    """The norm applied after the last decoder layer."""
-    return model.get_submodule(_architecture(model)[1])
-
-
-# ---------------------------------------------------------------- device and dtype
-
-
-@dataclass(frozen=True)
-class Settings:
-    """How to load and run models; the one validator that resolves device and dtype."""
-
-    device: str = "auto"
-    dtype: str = "auto"
-    trust_remote_code: bool = False
-    device_map: str | dict | None = None
-
-    def __post_init__(self) -> None:
-        if self.device not in ("auto", "cpu", "cuda", "mps") and not self.device.startswith("cuda:"):
-            raise SourceError(f"Unknown device '{self.device}': use auto, cpu, cuda or mps.")
-        if self.dtype not in ("auto", "float32", "bfloat16", "float16"):
-            raise SourceError(f"Unknown dtype '{self.dtype}': use auto, float32, bfloat16 or float16.")
-        if self.device.startswith("cuda") and not torch.cuda.is_available():
-            raise SourceError("device 'cuda' was asked for, but PyTorch sees no CUDA GPU here.")
-        if self.device == "mps" and not torch.backends.mps.is_available():
-            raise SourceError("device 'mps' was asked for, but PyTorch sees no Apple GPU here.")
-
-    @property
-    def torch_device(self) -> torch.device:
-        """auto: cuda, then mps, then cpu."""
-        if self.device != "auto":
-            return torch.device(self.device)
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-
-    @property
-    def torch_dtype(self) -> torch.dtype:
-        """auto: bfloat16 on a GPU, float32 on the CPU."""
-        if self.dtype == "auto":
-            return torch.float32 if self.torch_device.type == "cpu" else torch.bfloat16
-        return getattr(torch, self.dtype)
-
-
-# ---------------------------------------------------------------- sources
-
-
-@dataclass(frozen=True)
-class Source:
-    """Where a model comes from: 'demo', 'hub', 'folder' or 'gguf'."""
-
-    spec: str
-    kind: str
-    location: str
-    revision: str | None = None
-
-
-def parse_source(spec: str) -> Source:
-    """Classify a user's model string: demo:pre|post, a .gguf file, a folder, or hub id[@rev]."""
-    spec = spec.strip()
-    if not spec:
-        raise SourceError("A model source is empty: give a hub id, a local folder or a .gguf file.")
-    if spec.startswith("demo:"):
-        if spec not in ("demo:pre", "demo:post"):
-            raise SourceError(f"Unknown demo model '{spec}': use demo:pre or demo:post.")
-        return Source(spec, "demo", spec.split(":", 1)[1])
-    path = Path(spec).expanduser()
-    if spec.endswith(".gguf"):
-        if not path.is_file():
-            raise SourceError(f"GGUF file not found: {path}")
-        return Source(spec, "gguf", str(path.resolve()))
-    if path.is_dir():
-        if not (path / "config.json").is_file():
-            raise SourceError(f"{path} is a folder but has no config.json: not a model folder.")
-        return Source(spec, "folder", str(path.resolve()))
-    if spec.startswith((".", "/", "~")) or path.exists():
-        raise SourceError(f"Model folder not found: {path}")
-    repo, _, revision = spec.partition("@")
-    if not HUB_ID.match(repo):
-        raise SourceError(f"'{spec}' is neither an existing path nor a valid hub id (org/name).")
-    return Source(spec, "hub", repo, revision or None)
-
-
-def fingerprint(source: Source) -> str:
-    """A content identity: hub commit, or sha256 of the weight files, or the demo's own."""
-    if source.kind == "demo":
-        from .demo import demo_fingerprint
-
-        return demo_fingerprint(source.location)
-    if source.kind == "hub":
-        return f"hub:{source.location}@{_hub_commit(source)}"
-    from .cache import file_digest
-
-    path = Path(source.location)
-    files = [path] if path.is_file() else sorted(_weight_files(path))
-    digest = hashlib.sha256()
-    for file in files:
-        digest.update(file.name.encode() + file_digest(file).encode())
-    return f"{source.kind}:{digest.hexdigest()[:16]}"
-
-
-def _weight_files(folder: Path) -> list[Path]:
-    patterns = ("*.safetensors", "*.bin", "*.gguf", "config.json")
-    return [file for pattern in patterns for file in folder.glob(pattern)]
-
-
-def _hub_commit(source: Source) -> str:
-    from transformers.utils import cached_file
-
-    resolved = cached_file(source.location, "config.json", revision=source.revision)
-    # The hub cache lays files out as .../snapshots/<commit>/config.json.
-    return Path(resolved).parent.name
-
-
-def check_reachable(source: Source, timeout: float = 3.0) -> None:
-    """Fail fast, with an offline hint, when a hub model is neither cached nor reachable."""
-    if source.kind != "hub":
-        return
-    from huggingface_hub import constants, try_to_load_from_cache
-
-    cached = try_to_load_from_cache(source.location, "config.json", revision=source.revision)
-    if isinstance(cached, str):
-        return
-    problem = "HF_HUB_OFFLINE is set" if constants.HF_HUB_OFFLINE else None
-    if problem is None:
-        endpoint = urlparse(constants.ENDPOINT)
-        try:
-            socket.create_connection((endpoint.hostname, endpoint.port or 443), timeout=timeout).close()
-        except OSError:
-            problem = f"cannot connect to {endpoint.hostname}"
-    if problem:
-        # Without this check, transformers retries for about a minute before failing.
-        raise SourceError(
-            f"'{source.spec}' is a Hugging Face Hub model that is not in the local cache, and the hub "
-            f"is unreachable ({problem}). Hub models and presets need internet access: choose the "
-            "offline demo pair, or give a local model folder or .gguf file."
-        )
-
-
-def load_model(source: Source, settings: Settings, placement: dict | None = None):
+def load_model(source: Source, settings: Settings, placement: dict | None = None) -> tuple[nn.Module, object]:
     """Load a causal LM and its tokenizer; `placement` (device_map, max_memory) overrides the settings'."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -244,7 +69,6 @@ class ModelPair:
     pre_fingerprint: str = ""
     post_fingerprint: str = ""
     label: str = ""
-    extra: dict = field(default_factory=dict)
 
     @property
     def num_layers(self) -> int:
@@ -279,8 +103,13 @@ class ModelPair:
         }
 
 
-def check_compatible(pre: nn.Module, post: nn.Module) -> None:
-    """Raise IncompatibleModelsError saying exactly what differs between the two models."""
+def check_compatible(pre: nn.Module, post: nn.Module, pre_tokenizer=None, post_tokenizer=None) -> None:
+    """Raise IncompatibleModelsError naming the first thing that differs, with both values.
+
+    The pair must share the architecture, depth, hidden size, vocabulary size, every decoder-layer
+    tensor shape and (when given) the tokenizer's vocabulary: post-trained token ids go into the
+    pre-trained model too, so a different vocabulary would silently score the wrong tokens.
+    """
     if type(pre) is not type(post):
         raise IncompatibleModelsError(
             f"Different architectures: pre-trained is {type(pre).__name__}, "
@@ -292,6 +121,14 @@ def check_compatible(pre: nn.Module, post: nn.Module) -> None:
             f"Different depth: pre-trained has {len(pre_layers)} decoder layers, "
             f"post-trained has {len(post_layers)}."
         )
+    for what, pre_value, post_value in (
+        ("hidden sizes", _hidden_size(pre), _hidden_size(post)),
+        ("vocabulary sizes (embedding rows)", _vocab_rows(pre), _vocab_rows(post)),
+    ):
+        if pre_value != post_value:
+            raise IncompatibleModelsError(
+                f"Different {what}: pre-trained has {pre_value}, post-trained has {post_value}."
+            )
     problems = []
     for layer_idx, (pre_layer, post_layer) in enumerate(zip(pre_layers, post_layers)):
         pre_shapes = {n: tuple(p.shape) for n, p in pre_layer.named_parameters()}
@@ -308,6 +145,41 @@ def check_compatible(pre: nn.Module, post: nn.Module) -> None:
     if problems:
         shown = "; ".join(problems[:5]) + (f"; and {len(problems) - 5} more" if len(problems) > 5 else "")
         raise IncompatibleModelsError(f"The models' decoder layers differ: {shown}.")
+    if pre_tokenizer is not None and post_tokenizer is not None:
+        check_same_vocabulary(pre_tokenizer, post_tokenizer)
+
+
+def _hidden_size(model: nn.Module) -> int | None:
+    return getattr(text_config(model), "hidden_size", None)
+
+
+def _vocab_rows(model: nn.Module) -> int:
+    # The embedding matrix itself: what a token id indexes (a config can lag a resize).
+    return model.get_input_embeddings().weight.shape[0]
+
+
+def check_same_vocabulary(pre_tokenizer, post_tokenizer) -> None:
+    """Raise IncompatibleModelsError unless both tokenizers map every token to the same id.
+
+    Chat templates may differ (base checkpoints often ship a generic one, or none): the pair formats
+    every prompt with the post-trained template for both models, so only the token ids must agree.
+    """
+    pre_vocab, post_vocab = pre_tokenizer.get_vocab(), post_tokenizer.get_vocab()
+    if pre_vocab == post_vocab:
+        return
+    if len(pre_vocab) != len(post_vocab):
+        raise IncompatibleModelsError(
+            f"Different tokenizers: the pre-trained one has {len(pre_vocab)} tokens, the post-trained "
+            f"one {len(post_vocab)}. SLR needs both models to share one vocabulary."
+        )
+    for token, post_id in sorted(post_vocab.items(), key=lambda item: item[1]):
+        pre_id = pre_vocab.get(token)
+        if pre_id != post_id:
+            pre_side = f"id {pre_id}" if pre_id is not None else "missing"
+            raise IncompatibleModelsError(
+                f"Different tokenizers: token {token!r} is {pre_side} in the pre-trained tokenizer and "
+                f"id {post_id} in the post-trained one. SLR needs both models to share one vocabulary."
+            )
 
 
 def load_pair(pre: str, post: str, settings: Settings | None = None) -> ModelPair:
@@ -316,13 +188,11 @@ def load_pair(pre: str, post: str, settings: Settings | None = None) -> ModelPai
     pre_source, post_source = parse_source(pre), parse_source(post)
     for source in (post_source, pre_source):
         check_reachable(source)
-    from .placement import post_placement, pre_placement
-
     post_model, tokenizer = load_model(post_source, settings, post_placement(settings))
-    _architecture(post_model)  # fail early, before loading the second model
+    describe(post_model)  # fail early, before loading the second model
     # Module for module where the post-trained model is, so a restored layer sits where it replaces.
-    pre_model, _ = load_model(pre_source, settings, pre_placement(post_model, settings))
-    check_compatible(pre_model, post_model)
+    pre_model, pre_tokenizer = load_model(pre_source, settings, pre_placement(post_model, settings))
+    check_compatible(pre_model, post_model, pre_tokenizer, tokenizer)
     from .chat import ensure_chat_template
 
     ensure_chat_template(tokenizer, post_model.config.model_type)
@@ -340,7 +210,7 @@ def _label(pre: Source, post: Source) -> str:
     return f"{pre.spec} (pre-trained) / {post.spec} (post-trained)"
 
 
-def load_tokenizer(spec: str, trust_remote_code: bool = False):
+def load_tokenizer(spec: str, trust_remote_code: bool = False) -> object:
     """The tokenizer of a source alone (no weights), with a chat template ensured."""
     from transformers import AutoConfig, AutoTokenizer
 

@@ -15,7 +15,8 @@ import types
 import torch
 from torch import nn
 
-from .models import Settings, decoder_layers, layers_path
+from .architectures import decoder_layers, layers_path
+from .settings import Settings
 
 # Strategies accelerate resolves itself; an explicit dict map is used as given.
 STRATEGIES = ("auto", "balanced", "balanced_low_0", "sequential")

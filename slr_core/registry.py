@@ -12,7 +12,8 @@ from dataclasses import dataclass
 
 from .crc import EncodedPrompts, default_prompts, encode_prompts
 from .drift import layer_drift
-from .models import ModelPair, Settings, load_pair
+from .models import ModelPair, load_pair
+from .settings import Settings
 
 PairKey = tuple[str, str, Settings]
 

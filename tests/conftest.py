@@ -17,7 +17,24 @@ from slr_core.cache import cache_root  # noqa: E402
 # demo's dequantized snapshot there instead of rebuilding it (about 80 s) in every temporary folder.
 USER_CACHE = cache_root()
 
-FAMILIES = ["llama", "mistral", "qwen2", "qwen3", "gemma2", "gemma3", "phi3", "gpt_neox"]
+# Every family the exactness tests cover (tests/tiny_pairs.py builds one tiny pair of each);
+# gemma3_mm is Gemma3ForConditionalGeneration, the class of every Gemma 3 checkpoint from 4B up.
+FAMILIES = [
+    "llama",
+    "mistral",
+    "qwen2",
+    "qwen3",
+    "gemma2",
+    "gemma3",
+    "gemma3_mm",
+    "phi3",
+    "gpt_neox",
+    "olmo2",
+    "granite",
+    "smollm3",
+    "cohere",
+    "mixtral",
+]
 
 
 @pytest.fixture(autouse=True)
@@ -43,7 +60,8 @@ def tiny_paths(tmp_path_factory):
 @pytest.fixture(scope="session")
 def tiny_pair(tiny_paths):
     """A loaded tiny Llama pair on the CPU (shared: do not mutate it)."""
-    from slr_core.models import Settings, load_pair
+    from slr_core.models import load_pair
+    from slr_core.settings import Settings
 
     pre, post = tiny_paths("llama")
     return load_pair(str(pre), str(post), Settings(device="cpu"))
@@ -53,7 +71,8 @@ def tiny_pair(tiny_paths):
 def demo_pair():
     """The real demo pair on the CPU, from the user's cache (building its snapshot there once)."""
     from slr_core.cache import CACHE_ENV
-    from slr_core.models import Settings, load_pair
+    from slr_core.models import load_pair
+    from slr_core.settings import Settings
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv(CACHE_ENV, str(USER_CACHE))

@@ -1,7 +1,12 @@
-"""The app's backend on tiny random pairs: drift, landscape handlers, selection, sampling, export."""
+"""The app's backend on tiny random pairs: drift, landscape handlers, rules, selection, sampling, export.
+
+Handlers are methods of app.Page and return {component: value}; every test checks the keys against the
+outputs the page wires to that handler.
+"""
 
 from __future__ import annotations
 
+import base64
 import html
 import json
 import re
@@ -11,18 +16,25 @@ import zipfile
 from dataclasses import replace
 
 import gradio as gr
+import numpy as np
 import pytest
 import torch
+from strict_landscapes import PAPER_PICK, STRICT_PICK, paper_only_landscape, two_rule_landscape
 
 import app
+from slr_core import session
+from slr_core.architectures import decoder_layers
+from slr_core.cached_sweep import complete, is_complete, result_count, stored_landscape, survey
 from slr_core.crc import default_prompts, encode_prompts, valid_answers
 from slr_core.drift import layer_drift
+from slr_core.export import export_name
 from slr_core.hybrid import build_hybrid
 from slr_core.landscape import Landscape
-from slr_core.models import Settings, check_reachable, decoder_layers, parse_source
 from slr_core.registry import FairLock, PairRegistry
-from slr_core.sampling import SamplingSettings, sample
-from slr_core.survey import complete, is_complete, result_count, stored_landscape, survey
+from slr_core.sampling import SamplingSettings, sample, stream_samples
+from slr_core.session import SessionView, snapshot
+from slr_core.settings import Settings
+from slr_core.sources import check_reachable, parse_source
 
 CRC_PROMPT = "Generate a random integer in the range [2, 6]. Do not include anything else in your reply."
 SKIP = gr.skip()
@@ -37,6 +49,12 @@ def cpu_settings():
     app.SETTINGS = previous
 
 
+@pytest.fixture(scope="module")
+def page() -> app.Page:
+    """The page (its components and handlers), built once."""
+    return app.build_page()
+
+
 @pytest.fixture
 def sources(tiny_paths) -> tuple[str, str]:
     """The tiny Llama pair's folders as the page would send them."""
@@ -45,29 +63,60 @@ def sources(tiny_paths) -> tuple[str, str]:
 
 
 @pytest.fixture(scope="module")
-def swept_landscape(tiny_paths, tmp_path_factory) -> Landscape:
+def swept_landscape(page, tiny_paths, tmp_path_factory) -> Landscape:
     """The tiny pair's full landscape, swept once through the page's own handlers."""
     pre, post = tiny_paths("llama")
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("SLR_CACHE_DIR", str(tmp_path_factory.mktemp("swept-cache")))
-        view = app.SessionView()
-        app.show_pair(view, str(pre), str(post))
-        for _ in app.run_sweep(view):
+        view = SessionView()
+        page.show_pair(view, str(pre), str(post))
+        for _ in page.run_sweep(view):
             pass
     assert is_complete(view.landscape)
     return view.landscape
 
 
 @pytest.fixture
-def swept_view(sources, swept_landscape) -> app.SessionView:
-    """A session showing the tiny pair with its complete landscape."""
-    return app.SessionView(key=(*sources, app.SETTINGS), landscape=app.snapshot(swept_landscape))
+def swept_view(sources, swept_landscape) -> SessionView:
+    """A session showing the tiny pair with its complete (swept) landscape."""
+    return SessionView(key=(*sources, app.SETTINGS), landscape=snapshot(swept_landscape))
 
 
-@pytest.fixture(scope="module")
-def output_counts() -> dict[str, int]:
-    """How many outputs the page wires to each handler (a handler must return exactly that many)."""
-    return {fn.name: len(fn.outputs) for fn in app.build_app().fns.values() if fn.name}
+@pytest.fixture
+def rule_view(sources) -> SessionView:
+    """A session showing the tiny pair with a hand-made landscape where the two rules disagree."""
+    return SessionView(key=(*sources, app.SETTINGS), landscape=two_rule_landscape())
+
+
+def wired(page: app.Page, name: str, update: dict) -> dict:
+    """`update` after checking it is {component: value} with only outputs wired to handler `name`."""
+    assert isinstance(update, dict)
+    fns = [fn for fn in page.demo.fns.values() if fn.name == name]
+    assert fns, f"no event runs {name}"
+    for fn in fns:
+        outputs = {block._id for block in fn.outputs}
+        assert {component._id for component in update} <= outputs, f"{name} returned an unwired component"
+    return update
+
+
+def figure(update: dict, component) -> dict:
+    """A heatmap's figure from its JSON value."""
+    return json.loads(update[component])
+
+
+def heat_z(update: dict, component) -> np.ndarray:
+    """The z matrix a heatmap update draws (plotly >= 6 writes arrays base64-encoded; None is NaN)."""
+    z = figure(update, component)["data"][0]["z"]
+    if isinstance(z, dict):
+        values = np.frombuffer(base64.b64decode(z["bdata"]), dtype=np.dtype(z["dtype"]))
+        return values.reshape([int(size) for size in str(z["shape"]).split(",")]).astype(float)
+    return np.array([[np.nan if v is None else v for v in row] for row in z], dtype=float)
+
+
+def star(update: dict, component) -> tuple[int, int] | None:
+    """The interval the heatmap's best-star marks, or None."""
+    stars = [t for t in figure(update, component)["data"] if t.get("name", "").startswith("best")]
+    return (stars[0]["y"][0], stars[0]["x"][0]) if stars else None
 
 
 def list_items(fragment: str) -> list[str]:
@@ -105,7 +154,7 @@ def test_stored_landscape_reads_exactly_what_a_survey_stored(sources):
 
 
 def test_stored_landscape_also_reads_a_landscape_shipped_in_assets(sources, tmp_path, monkeypatch):
-    from slr_core import survey as survey_module
+    from slr_core import cached_sweep as survey_module
     from slr_core.export import write_csv
 
     entry = app.REGISTRY.get((*sources, app.SETTINGS))
@@ -117,143 +166,241 @@ def test_stored_landscape_also_reads_a_landscape_shipped_in_assets(sources, tmp_
     assert shipped.intervals[(0, 3)].quality == pytest.approx(swept.intervals[(0, 3)].quality, abs=1e-6)
 
 
-def test_a_sweep_fills_the_maps_live_and_a_second_visit_reads_the_cache(sources, tiny_pair, output_counts):
-    view = app.SessionView()
-    *shown, sweep_token = app.show_pair(view, *sources)
-    assert len(shown) + 1 == output_counts["show_pair"] == output_counts["start_session"]
-    assert sweep_token != SKIP  # nothing cached yet: the page asks for a sweep
-    assert "Waiting to sweep" in shown[-2]
-    assert shown[5:7] == [None, None]  # no interval to suggest before the sweep
-    updates = list(app.run_sweep(view))
-    assert len(updates) >= 2 and {len(update) for update in updates} == {
-        output_counts["run_sweep"]
-    }  # one value per output
-    heat_quality, heat_diversity, tradeoff, references, status, start, end, drift = updates[-1]
-    assert json.loads(heat_quality)["layout"]["meta"]["filled"] == 10
-    assert "complete" in status
-    assert "Post-trained" in references and "Best SLR" in references
-    best = view.landscape.best_interval(view.landscape.q_min(0.9))
-    assert (start, end) == best  # the boxes suggest the best interval
-    assert f"restored [{best[0]}, {best[1]}]" in drift.layout.title.text
+def test_a_sweep_fills_the_maps_live_and_a_second_visit_reads_the_cache(page, sources, tiny_pair):
+    view = SessionView()
+    shown = wired(page, "show_pair", page.show_pair(view, *sources))
+    assert shown[page.sweep_token] != SKIP  # nothing cached yet: the page asks for a sweep
+    assert "Waiting to sweep" in shown[page.sweep_status]
+    assert (shown[page.start], shown[page.end]) == (None, None)  # no interval to suggest before the sweep
+    updates = [wired(page, "run_sweep", update) for update in page.run_sweep(view)]
+    assert len(updates) >= 2
+    last = updates[-1]
+    assert figure(last, page.heat_quality)["layout"]["meta"]["filled"] == 10
+    assert "complete" in last[page.sweep_status]
+    landscape = view.landscape
+    assert "Post-trained" in last[page.references]
+    for metric, component in (("diversity", page.heat_diversity), ("stop", page.heat_stop)):
+        np.testing.assert_array_equal(heat_z(last, component), landscape.matrix(metric))
+    rule = view.shown_rule
+    best = landscape.best_interval(landscape.q_min(0.9, rule), rule)
+    assert rule == ("strict" if landscape.has_strict else "paper")
+    if best is not None:
+        assert (last[page.start], last[page.end]) == best  # the boxes suggest the best interval
+        assert f"Best SLR [{best[0]}, {best[1]}]" in last[page.references]
+        assert f"restored [{best[0]}, {best[1]}]" in last[page.drift].layout.title.text
+    else:
+        assert "No swept interval reaches q_min" in last[page.references]
     reference = complete(
         survey(tiny_pair, encode_prompts(tiny_pair.tokenizer, default_prompts()), use_cache=False)
     )
     for interval, point in reference.intervals.items():
-        assert view.landscape.intervals[interval].quality == pytest.approx(point.quality, abs=1e-6)
-    assert len(view.landscape.soup) == 21
+        assert landscape.intervals[interval].quality == pytest.approx(point.quality, abs=1e-6)
+    assert len(landscape.soup) == 21
 
-    again = app.SessionView()
-    *_, status_again, _, token_again = app.show_pair(again, *sources)
-    assert token_again == SKIP  # everything cached: no sweep event at all
-    assert "complete" in status_again
-    assert again.landscape.intervals == view.landscape.intervals
+    again = SessionView()
+    shown_again = page.show_pair(again, *sources)
+    assert shown_again[page.sweep_token] == SKIP  # everything cached: no sweep event at all
+    assert "complete" in shown_again[page.sweep_status]
+    assert again.landscape.intervals == landscape.intervals
 
 
-def test_bad_sources_give_clear_errors_and_keep_the_current_view(swept_view, sources, tiny_paths):
+def test_bad_sources_give_clear_errors_and_keep_the_current_view(page, swept_view, sources, tiny_paths):
     before = (swept_view.key, swept_view.landscape)
     with pytest.raises(gr.Error, match="Model folder not found"):
-        app.show_pair(swept_view, "/no/such/model", sources[1])
+        page.show_pair(swept_view, "/no/such/model", sources[1])
     other_family = str(tiny_paths("qwen2")[1])
     with pytest.raises(gr.Error, match="Different architectures"):
-        app.show_pair(swept_view, sources[0], other_family)
+        page.show_pair(swept_view, sources[0], other_family)
     with pytest.raises(gr.Error, match="Give both"):
-        app.show_pair(swept_view, " ", sources[1])
+        page.show_pair(swept_view, " ", sources[1])
     assert (swept_view.key, swept_view.landscape) == before
 
 
-def test_an_unreachable_hub_preset_fails_fast_with_an_offline_message(monkeypatch):
+def test_an_unreachable_hub_preset_fails_fast_with_an_offline_message(page, monkeypatch):
     from huggingface_hub import constants
 
     monkeypatch.setattr(constants, "ENDPOINT", "http://127.0.0.1:9")  # nothing listens there
     began = time.monotonic()
     with pytest.raises(gr.Error, match="presets need internet access"):
-        app.show_pair(app.SessionView(), "some-org/some-model-that-is-not-cached", "some-org/other-model")
+        page.show_pair(SessionView(), "some-org/some-model-that-is-not-cached", "some-org/other-model")
     assert time.monotonic() - began < 10
     check_reachable(parse_source("demo:post"))  # not a hub source: nothing to check
 
 
-def test_clicks_select_per_session_intervals(swept_view, sources):
-    other = app.SessionView()
-    app.show_pair(other, *sources)
-    *outputs_a, start_a, end_a = app.select_cell(
-        swept_view, gr.SelectData(None, {"index": [0, 1], "value": 0.5})
+def test_clicks_select_per_session_intervals(page, rule_view, sources):
+    other = SessionView()
+    page.show_pair(other, *sources)
+    update_a = wired(
+        page, "select_cell", page.select_cell(rule_view, gr.SelectData(None, {"index": [0, 2], "value": 0.5}))
     )
-    *_, start_b, end_b = app.select_cell(other, gr.SelectData(None, {"index": [2, 3], "value": 0.5}))
-    assert (swept_view.selected, other.selected) == ((0, 1), (2, 3))
-    assert (start_a, end_a, start_b, end_b) == (0, 1, 2, 3)
-    shapes = json.loads(outputs_a[0])["layout"]["shapes"]
-    assert [(s["x0"], s["y0"]) for s in shapes] == [(0.5, -0.5)]  # column j = 1, row i = 0
-    assert "Selected [0, 1]" in outputs_a[2]
+    update_b = page.select_cell(other, gr.SelectData(None, {"index": [2, 3], "value": 0.5}))
+    assert (rule_view.selected, other.selected) == ((0, 2), (2, 3))
+    assert (update_a[page.start], update_a[page.end], update_b[page.start], update_b[page.end]) == (
+        0,
+        2,
+        2,
+        3,
+    )
+    for heatmap in (page.heat_quality, page.heat_diversity, page.heat_stop):  # every map outlines the cell
+        shapes = figure(update_a, heatmap)["layout"]["shapes"]
+        assert [(s["x0"], s["y0"]) for s in shapes] == [(1.5, -0.5)]  # column j = 2, row i = 0
+    assert "Selected [0, 2]" in update_a[page.references]
+    assert "restored [0, 2]" in update_a[page.drift].layout.title.text
     with pytest.raises(gr.Error, match="invalid for a 4-layer model"):
-        app.select_cell(swept_view, gr.SelectData(None, {"index": [3, 1], "value": 0.5}))
-    assert swept_view.selected == (0, 1)
+        page.select_cell(rule_view, gr.SelectData(None, {"index": [3, 1], "value": 0.5}))
+    with pytest.raises(gr.Error, match="type start i and end j"):
+        page.select_typed(rule_view, None, 2)
+    assert rule_view.selected == (0, 2)
+    typed = wired(page, "select_typed", page.select_typed(rule_view, 1, 3))
+    assert (typed[page.start], typed[page.end]) == (1, 3) == rule_view.selected
 
 
-def test_q_min_moves_the_best_interval(swept_view, output_counts):
-    landscape = swept_view.landscape
-    outputs = app.change_q_fraction(swept_view, 0.5)
-    assert len(outputs) == output_counts["change_q_fraction"]
-    best = landscape.best_interval(landscape.q_min(0.5))
-    assert f"Best SLR [{best[0]}, {best[1]}]" in outputs[2]
-    assert "q_min = 0.50" in outputs[2]
-    *_, start, end = app.select_best(swept_view)
-    assert (start, end) == best == swept_view.selected
+# ---------------------------------------------------------------- selection rules
+
+
+def test_the_marked_best_follows_the_rule(page, rule_view):
+    strict = wired(page, "change_view", page.change_view(rule_view, 0.9, "strict", "strict_quality"))
+    for heatmap in (page.heat_quality, page.heat_diversity, page.heat_stop):
+        assert star(strict, heatmap) == STRICT_PICK
+    assert (strict[page.start], strict[page.end]) == STRICT_PICK
+    assert "**Best SLR [1, 1]** ★" in strict[page.references]
+    assert "strict rule: q_min = 0.90 × strict Q_post = **0.648**" in strict[page.references]
+    assert "Proxy-Soup α = 0.25" in strict[page.references]
+    tradeoff = strict[page.tradeoff]
+    assert tradeoff.layout.meta["rule"] == "strict"
+    best_trace = next(t for t in tradeoff.data if t.name == "best [1, 1]")
+    assert best_trace.y[0] == pytest.approx(rule_view.landscape.intervals[STRICT_PICK].strict_quality)
+    assert tradeoff.layout.shapes[0].y0 == pytest.approx(0.648)
+
+    paper = wired(page, "change_view", page.change_view(rule_view, 0.9, "paper", "strict_quality"))
+    for heatmap in (page.heat_quality, page.heat_diversity, page.heat_stop):
+        assert star(paper, heatmap) == PAPER_PICK
+    assert "**Best SLR [0, 1]** ★" in paper[page.references]
+    assert "paper rule: q_min = 0.90 × Q_post = **0.720**" in paper[page.references]
+    assert paper[page.tradeoff].layout.meta["rule"] == "paper"
+    best_trace = next(t for t in paper[page.tradeoff].data if t.name == "best [0, 1]")
+    assert best_trace.y[0] == pytest.approx(0.78)  # the first-token Q
+
+    selected = wired(page, "select_best", page.select_best(rule_view))
+    assert rule_view.selected == PAPER_PICK == (selected[page.start], selected[page.end])
+    page.change_view(rule_view, 0.9, "strict", "strict_quality")
+    page.select_best(rule_view)
+    assert rule_view.selected == STRICT_PICK
+
+
+def test_q_min_moves_the_best_interval(page, rule_view):
+    update = page.change_view(rule_view, 0.5, "paper", "quality")
+    landscape = rule_view.landscape
+    best = landscape.best_interval(landscape.q_min(0.5, "paper"), "paper")
+    assert best not in (PAPER_PICK, STRICT_PICK)  # at q_min 0.4 the low-Q, high-D intervals qualify
+    assert f"Best SLR [{best[0]}, {best[1]}]" in update[page.references]
+    assert "q_min = 0.50" in update[page.references]
+    page.change_view(rule_view, 1.0, "paper", "quality")
+    with pytest.raises(gr.Error, match="lower q_min"):
+        page.select_best(rule_view)
+
+
+def test_the_quality_map_toggles_between_q_and_strict_q_and_the_stop_map_shows_the_stop_rate(page, rule_view):
+    landscape = rule_view.landscape
+    strict = page.change_view(rule_view, 0.9, "strict", "strict_quality")
+    np.testing.assert_allclose(heat_z(strict, page.heat_quality), landscape.matrix("strict_quality"))
+    assert figure(strict, page.heat_quality)["layout"]["meta"]["metric"] == "strict_quality"
+    first_token = page.change_view(rule_view, 0.9, "strict", "quality")
+    np.testing.assert_allclose(heat_z(first_token, page.heat_quality), landscape.matrix("quality"))
+    np.testing.assert_allclose(heat_z(first_token, page.heat_stop), landscape.matrix("stop"))
+    np.testing.assert_allclose(heat_z(first_token, page.heat_diversity), landscape.matrix("diversity"))
+    assert figure(first_token, page.heat_stop)["layout"]["meta"]["metric"] == "stop"
+    hover = figure(first_token, page.heat_stop)["data"][0]["text"][1][1]
+    for label in ("Q = 0.750", "strict Q = 0.675", "stop = 0.900", "D = 1.000"):
+        assert label in hover
+
+
+def test_the_summary_shows_both_rules_picks_side_by_side(page, rule_view):
+    summary = page.change_view(rule_view, 0.9, "strict", "strict_quality")[page.summary]
+    rows = {line.split("|")[2].strip(): line for line in summary.splitlines() if line.startswith("| **SLR**")}
+    assert set(rows) == {"strict", "paper"}
+    assert "[1, 1]" in rows["strict"] and "[0, 1]" in rows["paper"]
+    for cell in ("0.750", "0.675", "0.900", "1.000"):  # Q, strict Q, stop, D of the strict pick
+        assert cell in rows["strict"]
+    assert "| model | rule | q_min | interval / α | Q | strict Q | stop | D |" in summary
+    assert "SLR-Early" not in summary  # the page leaves the controls to the model card and CLI
+
+
+def test_a_landscape_without_strict_numbers_shows_the_paper_rule_and_says_so(page, sources):
+    view = SessionView(key=(*sources, app.SETTINGS), landscape=paper_only_landscape())
+    update = page.change_view(view, 0.9, "strict", "strict_quality")  # the visitor's choice stays strict
+    assert view.rule == "strict" and view.shown_rule == "paper"
+    assert star(update, page.heat_quality) == PAPER_PICK
+    assert figure(update, page.heat_quality)["layout"]["meta"]["metric"] == "quality"
+    stop_map = figure(update, page.heat_stop)
+    assert "not computed" in stop_map["layout"]["title"]["text"]
+    assert np.isnan(heat_z(update, page.heat_stop)).all()
+    assert "not computed" in update[page.references] and "not computed" in update[page.summary]
+    assert "| strict Q |" not in update[page.summary] and "| strict |" not in update[page.summary]
+    assert update[page.tradeoff].layout.meta["rule"] == "paper"
+    view.landscape = two_rule_landscape()  # once the strict numbers exist, the choice applies again
+    assert star(page.change_view(view, 0.9, "strict", "strict_quality"), page.heat_quality) == STRICT_PICK
 
 
 # ---------------------------------------------------------------- sampling
 
 
-def test_compare_streams_the_post_model_and_the_hybrid_reproducibly(swept_view, monkeypatch, output_counts):
+def test_compare_streams_the_post_model_and_the_hybrid_reproducibly(page, swept_view, monkeypatch):
     monkeypatch.setattr(app, "STREAM_SECONDS", 0.0)
     swept_view.selected = (1, 2)
-    updates = list(app.compare(swept_view, CRC_PROMPT, 4, 0.1, 1.0, 10, 7, False))
+    updates = [
+        wired(page, "compare", u) for u in page.compare(swept_view, CRC_PROMPT, 4, 0.1, 1.0, 10, 7, False)
+    ]
     assert len(updates) > 4  # the columns were redrawn while tokens came in
-    assert {len(update) for update in updates} == {output_counts["compare"]}
-    header, post_html, post_stats, post_histogram, hybrid_html, hybrid_stats, hybrid_histogram, *pre = (
-        updates[-1]
-    )
+    post_html, post_stats, post_histogram = page.columns["post"]
+    hybrid_html, hybrid_stats, hybrid_histogram = page.columns["hybrid"]
+    final = {key: value for update in updates for key, value in update.items()}  # what the page ends with
+    header = final[page.compare_info]
     assert "Interval [1, 2]" in header and "seed **7**" in header and "4 samples" in header
     settings = SamplingSettings(4, 0.1, 1.0, 10, 7)
     pair = app.REGISTRY.get(swept_view.key).pair
-    assert list_items(post_html) == sample(pair.post, pair.tokenizer, CRC_PROMPT, settings)
-    assert list_items(hybrid_html) == sample(build_hybrid(pair, 1, 2), pair.tokenizer, CRC_PROMPT, settings)
-    assert "SLR hybrid [1, 2]" in hybrid_html and "done in" in hybrid_html
-    for statistics in (post_stats, hybrid_stats):
+    assert list_items(final[post_html]) == sample(pair.post, pair.tokenizer, CRC_PROMPT, settings)
+    assert list_items(final[hybrid_html]) == sample(
+        build_hybrid(pair, 1, 2), pair.tokenizer, CRC_PROMPT, settings
+    )
+    assert "SLR hybrid [1, 2]" in final[hybrid_html] and "done in" in final[hybrid_html]
+    for statistics in (final[post_stats], final[hybrid_stats]):
         assert "distinct-1" in statistics and "embedding dissimilarity" in statistics
-    assert post_histogram["visible"] is True and hybrid_histogram["visible"] is True
-    assert pre == [SKIP, SKIP, SKIP]  # the pre-trained column was not asked for
-    streaming = [u for u in updates if "sampling…" in u[4]]
-    assert streaming, "the hybrid column never showed partial samples"
+    assert final[post_histogram]["visible"] is True and final[hybrid_histogram]["visible"] is True
+    assert not set(page.columns["pre"]) & set(final)  # the pre-trained column was not asked for
+    assert any("sampling…" in update.get(hybrid_html, "") for update in updates), "no partial hybrid samples"
 
 
-def test_compare_can_add_the_pre_trained_model(swept_view):
+def test_compare_can_add_the_pre_trained_model(page, swept_view):
     swept_view.selected = (0, 3)
-    *_, pre_html, pre_stats, pre_histogram = list(
-        app.compare(swept_view, "Tell me a joke.", 2, 0.1, 1.0, 6, 0, True)
-    )[-1]
-    assert "Pre-trained" in pre_html and len(list_items(pre_html)) == 2
-    assert "distinct answers" in pre_stats
-    assert pre_histogram["visible"] is False  # not a CRC-style prompt
+    updates = list(page.compare(swept_view, "Tell me a joke.", 2, 0.1, 1.0, 6, 0, True))
+    final = {key: value for update in updates for key, value in update.items()}
+    pre_html, pre_stats, pre_histogram = page.columns["pre"]
+    assert "Pre-trained" in final[pre_html] and len(list_items(final[pre_html])) == 2
+    assert "distinct answers" in final[pre_stats]
+    assert final[pre_histogram]["visible"] is False  # not a CRC-style prompt
 
 
-def test_compare_rejects_bad_input_clearly(swept_view):
+def test_compare_rejects_bad_input_clearly(page, swept_view):
     swept_view.selected = None
     with pytest.raises(gr.Error, match="Click a heatmap cell"):
-        next(app.compare(swept_view, CRC_PROMPT, 4, 0.1, 1.0, 8, 0, False))
+        next(page.compare(swept_view, CRC_PROMPT, 4, 0.1, 1.0, 8, 0, False))
     swept_view.selected = (0, 0)
     with pytest.raises(gr.Error, match="Write a prompt"):
-        next(app.compare(swept_view, "   ", 4, 0.1, 1.0, 8, 0, False))
+        next(page.compare(swept_view, "   ", 4, 0.1, 1.0, 8, 0, False))
     with pytest.raises(gr.Error, match="temperature must lie in"):
-        next(app.compare(swept_view, CRC_PROMPT, 4, 0.1, 0.0, 8, 0, False))
+        next(page.compare(swept_view, CRC_PROMPT, 4, 0.1, 0.0, 8, 0, False))
+    with pytest.raises(gr.Error, match="needs a number"):
+        next(page.compare(swept_view, CRC_PROMPT, None, 0.1, 1.0, 8, 0, False))
     with pytest.raises(gr.Error, match="No model pair"):
-        next(app.compare(app.SessionView(), CRC_PROMPT, 4, 0.1, 1.0, 8, 0, False))
+        next(page.compare(SessionView(), CRC_PROMPT, 4, 0.1, 1.0, 8, 0, False))
 
 
-def test_stream_samples_grow_then_end_with_the_full_samples(sources, monkeypatch):
+def test_stream_model_grows_then_ends_with_the_full_samples(sources, monkeypatch):
     monkeypatch.setattr(app, "STREAM_SECONDS", 0.0)
     key = (*sources, app.SETTINGS)
     settings = SamplingSettings(3, 0.1, 1.0, 8, 1)
-    partials = list(app.stream_samples(key, "hybrid", (1, 1), "Name a US state.", settings))
+    partials = list(app.stream_model(key, "hybrid", (1, 1), "Name a US state.", settings))
     assert len(partials) >= 2
     lengths = [sum(len(text) for text in texts) for texts in partials]
     assert lengths == sorted(lengths)
@@ -261,20 +408,48 @@ def test_stream_samples_grow_then_end_with_the_full_samples(sources, monkeypatch
     assert partials[-1] == sample(build_hybrid(pair, 1, 1), pair.tokenizer, "Name a US state.", settings)
 
 
-def test_sampling_while_a_sweep_runs_changes_no_sweep_result(sources, tiny_pair):
-    view = app.SessionView()
-    app.show_pair(view, *sources)
-    sampler = app.SessionView(key=view.key, selected=(0, 2))
+def test_stream_samples_takes_its_turn_and_stops_on_its_event_or_when_closed(tiny_pair):
+    prompt, settings = "Tell me a joke.", SamplingSettings(2, 0.1, 1.0, 200, 0)
+    turns = []
+
+    class Turn:
+        def __enter__(self):
+            turns.append(threading.current_thread().name)
+
+        def __exit__(self, *exc_info):
+            turns.append("released")
+
+    stop, seen = threading.Event(), []
+    model, tokenizer = tiny_pair.post, tiny_pair.tokenizer
+    for texts in stream_samples(model, tokenizer, prompt, settings, stop_event=stop, turn=Turn()):
+        seen.append(texts)
+        if len(seen) == 3:
+            stop.set()
+    assert turns == ["stream-samples", "released"]  # generation ran in the worker, inside the turn
+    assert 3 <= len(seen) <= 5  # it stopped at the next token and yielded no final replies
+    assert max(len(text) for text in seen[-1]) < max(
+        len(text) for text in sample(model, tokenizer, prompt, settings)
+    )
+    stream = stream_samples(model, tokenizer, prompt, settings)
+    next(stream)
+    stream.close()  # a visitor who stops waiting stops the generation too
+    assert not any(thread.name == "stream-samples" for thread in threading.enumerate())
+
+
+def test_sampling_while_a_sweep_runs_changes_no_sweep_result(page, sources, tiny_pair):
+    view = SessionView()
+    page.show_pair(view, *sources)
+    sampler = SessionView(key=view.key, landscape=view.landscape, selected=(0, 2))
     stop, sampled = threading.Event(), []
 
     def keep_sampling() -> None:
         while not stop.is_set():
-            sampled.append(list(app.compare(sampler, CRC_PROMPT, 2, 0.1, 1.0, 4, 0, False))[-1])
+            sampled.append(list(page.compare(sampler, CRC_PROMPT, 2, 0.1, 1.0, 4, 0, False))[-1])
 
     thread = threading.Thread(target=keep_sampling)
     thread.start()
     try:
-        for _ in app.run_sweep(view):
+        for _ in page.run_sweep(view):
             time.sleep(0.01)
     finally:
         stop.set()
@@ -333,73 +508,89 @@ def test_registry_loads_a_pair_once_for_concurrent_visitors(sources, tiny_paths)
     assert key not in registry  # capacity 1: the least recently used pair made room
 
 
-def test_export_writes_a_zip_only_into_the_operator_folder(swept_view, tmp_path, monkeypatch):
+def test_export_writes_a_zip_only_into_the_operator_folder(page, swept_view, tmp_path, monkeypatch):
     monkeypatch.setenv("SLR_EXPORT_DIR", str(tmp_path / "exports"))
-    update, note = app.export_selected(swept_view, 1, 2)
-    archive = tmp_path / "exports" / f"{app.export_name(app.REGISTRY.get(swept_view.key).pair, (1, 2))}.zip"
-    assert update["value"] == str(archive) and update["visible"] is True
-    assert "[1, 2]" in note
+    update = wired(page, "export_selected", page.export_selected(swept_view, 1, 2))
+    archive = tmp_path / "exports" / f"{export_name(app.REGISTRY.get(swept_view.key).pair, (1, 2))}.zip"
+    assert update[page.export_file]["value"] == str(archive) and update[page.export_file]["visible"] is True
+    assert "[1, 2]" in update[page.export_note]
     with zipfile.ZipFile(archive) as opened:
         names = opened.namelist()
     assert any(name.endswith("/config.json") for name in names)
     assert any(name.endswith(".safetensors") for name in names)
     with pytest.raises(gr.Error, match="invalid for a 4-layer model"):
-        app.export_selected(swept_view, 2, 9)
+        page.export_selected(swept_view, 2, 9)
 
 
-def test_evaluate_needs_a_complete_landscape_then_returns_table_and_bars(swept_view, sources, monkeypatch):
+def test_evaluate_needs_a_complete_landscape_then_returns_table_and_bars(
+    page, swept_view, sources, monkeypatch
+):
     from slr_core import evaluation
 
-    incomplete = app.SessionView()
-    app.show_pair(incomplete, *sources)
+    incomplete = SessionView()
+    page.show_pair(incomplete, *sources)
     incomplete.landscape = replace(incomplete.landscape, intervals={})
     with pytest.raises(gr.Error, match="not complete"):
-        app.evaluate(incomplete, "qa", True, [1.0], 0)
+        page.evaluate(incomplete, "qa", True, [1.0], 0)
+    with pytest.raises(gr.Error, match="at least one temperature"):
+        page.evaluate(swept_view, "qa", True, [], 0)
     # A smaller quick setting keeps this test short; the evaluation itself is the real one.
     monkeypatch.setitem(evaluation.PRESETS, ("qa", True), evaluation.EvalSettings(2, 2, 4))
-    table, figure, text = app.evaluate(swept_view, "qa", True, [1.0], 0)
+    update = wired(page, "evaluate", page.evaluate(swept_view, "qa", True, [1.0], 0))
+    table = update[page.evaluation_table]
     assert {"method", "temperature", "precision"} <= set(table.columns)
     assert "Post-trained" in set(table["method"])
-    assert len(figure.data) >= 2
-    assert "Open-ended QA" in text
+    assert len(update[page.evaluation_plot].data) >= 2
+    assert "Open-ended QA" in update[page.evaluation_text]
 
 
 # ---------------------------------------------------------------- page
 
 
-def test_defaults_presets_and_the_zero_gpu_switch(monkeypatch):
+def test_defaults_presets_and_the_zero_gpu_switch(page, monkeypatch):
     monkeypatch.delenv("SLR_PRE", raising=False)
     monkeypatch.delenv("SPACE_ID", raising=False)
-    monkeypatch.delenv("SPACES_ZERO_GPU", raising=False)
-    assert app.default_sources() == ("demo:pre", "demo:post")
-    assert app.preset_choices()[0].startswith("demo")
+    assert session.default_sources() == ("demo:pre", "demo:post")
+    assert session.preset_choices()[0].startswith("demo")
     monkeypatch.setenv("SPACE_ID", "someone/slr-explorer")
-    assert not app.default_sources()[0].startswith("demo:")
-    assert not app.preset_choices()[0].startswith("demo")
+    assert not session.default_sources()[0].startswith("demo:")
+    assert not session.preset_choices()[0].startswith("demo")
+    name = session.preset_choices()[0]
+    filled = wired(page, "pick_preset", page.pick_preset(name))
+    assert (filled[page.pre_box], filled[page.post_box]) == (
+        session.PRESETS[name].pre,
+        session.PRESETS[name].post,
+    )
+    assert page.pick_preset(session.CUSTOM) == {}
 
     def function() -> int:
         return 1
 
-    assert app.gpu(60)(function) is function
+    assert not app.ZERO_GPU and app.gpu(60)(function) is function
 
 
-def test_the_page_wires_clickable_heatmaps_and_concurrency_groups():
-    demo = app.build_app()
-    config = demo.get_config_file()
+def test_the_page_wires_clickable_heatmaps_rules_and_concurrency_groups(page):
+    config = page.demo.get_config_file()
     components = {c.get("props", {}).get("elem_id"): c for c in config["components"]}
-    for elem_id in ("heatmap-quality", "heatmap-diversity"):
+    for elem_id in ("heatmap-quality", "heatmap-diversity", "heatmap-stop"):
         props = components[elem_id]["props"]
         assert 'trigger("select"' in props["js_on_load"]
         assert "plotly.min.js" in props["head"]
+    assert components["slr-rule"]["props"]["value"] == "strict"
+    assert [choice[1] for choice in components["slr-rule"]["props"]["choices"]] == ["strict", "paper"]
+    assert components["slr-quality-map"]["props"]["value"] == "strict_quality"
     dependencies = config["dependencies"]
     selects = [
         d
         for d in dependencies
         if any(t[1] == "select" for t in d["targets"]) and d["trigger_mode"] == "multiple"
     ]
-    assert len(selects) == 2
-    groups = {fn.name: (fn.concurrency_id, fn.concurrency_limit) for fn in demo.fns.values()}
+    assert len(selects) == 3
+    rule_events = [d for d in dependencies if any(t[0] == page.rule._id for t in d["targets"])]
+    assert rule_events, "the rule selector triggers nothing"
+    groups = {fn.name: (fn.concurrency_id, fn.concurrency_limit) for fn in page.demo.fns.values()}
     assert groups["run_sweep"] == ("sweep", 1)  # one sweep at a time, in its own group ...
     assert groups["compare"][0] == "sample"  # ... so it never queues sampling
-    assert groups["select_cell"][0] == groups["change_q_fraction"][0] == "view"
-    assert groups["export_selected"][0] == "export"
+    assert groups["select_cell"][0] == groups["change_view"][0] == "view"
+    assert groups["export_selected"] == ("export", 1)
+    assert app.build_app() is not page.demo  # build_app() is a fresh page's Blocks

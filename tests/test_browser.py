@@ -31,6 +31,7 @@ CHROMIUM_ARGS = [
 ]
 QUALITY_PLOT = "#heatmap-quality .slr-heatmap-plot"
 DIVERSITY_PLOT = "#heatmap-diversity .slr-heatmap-plot"
+STOP_PLOT = "#heatmap-stop .slr-heatmap-plot"
 # Page position of cell [start, end] from the plot's own axes (data -> pixel, plus the plot's offsets).
 CELL_POSITION = """([selector, start, end]) => {
   const plot = document.querySelector(selector);
@@ -125,14 +126,15 @@ def page(browser, server):
     opened.goto(server)
     opened.wait_for_selector(f"{QUALITY_PLOT}[data-drawn]", timeout=60_000)
     opened.wait_for_selector(f"{DIVERSITY_PLOT}[data-drawn]", timeout=60_000)
+    opened.wait_for_selector(f"{STOP_PLOT}[data-drawn]", timeout=60_000)
     TIMINGS.setdefault("first paint of the heatmaps (s)", round(time.monotonic() - began, 2))
     yield opened
     context.close()
 
 
 def wait_for_full_landscape(page) -> None:
-    """Both maps show all 10 intervals of the 4-layer pair (swept live, or from the cache)."""
-    for plot in (QUALITY_PLOT, DIVERSITY_PLOT):
+    """The three maps show all 10 intervals of the 4-layer pair (swept live, or from the cache)."""
+    for plot in (QUALITY_PLOT, DIVERSITY_PLOT, STOP_PLOT):
         page.wait_for_function(f"document.querySelector('{plot}').dataset.filled === '10'", timeout=90_000)
 
 
@@ -177,9 +179,21 @@ def test_clicking_a_cell_samples_both_models_for_that_interval(page):
     wait_for_full_landscape(page)
     page.screenshot(path=str(ARTIFACTS / "browser-landscape.png"), full_page=True)
 
+    references = page.locator("#slr-references")
+    summary = page.locator("#slr-summary").inner_text()
+    strict = "not computed" not in summary  # the sweep computed the strict numbers
+    # The rule selector redraws the maps and references under the other rule.
+    page.get_by_label("paper: first token").check()
+    references.filter(has_text="paper rule: q_min").wait_for(timeout=20_000)
+    page.get_by_text("vs diversity of every interval (paper rule)").wait_for(timeout=20_000)
+    if strict:  # the strict numbers are computed: switch back to the default rule
+        page.get_by_label("strict: valid answer, then the reply ends").check()
+        references.filter(has_text="strict rule: q_min").wait_for(timeout=20_000)
+    TIMINGS["strict rule shown"] = strict
+
     began = time.monotonic()
     click_cell(page, DIVERSITY_PLOT, 1, 3)
-    for plot in (QUALITY_PLOT, DIVERSITY_PLOT):  # both maps redraw with the clicked cell outlined
+    for plot in (QUALITY_PLOT, DIVERSITY_PLOT, STOP_PLOT):  # every map redraws with the clicked cell outlined
         page.wait_for_function(SELECTED_SHAPE, arg=[plot, 1, 3], timeout=20_000)
     TIMINGS["click to selection drawn (s)"] = round(time.monotonic() - began, 2)
     header = page.locator("#slr-compare-header")

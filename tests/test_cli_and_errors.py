@@ -4,12 +4,17 @@ import csv
 import json
 
 import pytest
+from tiny_pairs import build_tokenizer
 from transformers import AutoModelForCausalLM, GPT2Config
 
 from slr_core.cli import main
+from slr_core.crc import default_prompts, encode_prompts
 from slr_core.errors import IncompatibleModelsError, SourceError, UnsupportedArchitectureError
 from slr_core.landscape import Landscape, Point, parse_intervals
-from slr_core.models import Settings, check_compatible, load_pair, parse_source
+from slr_core.models import check_compatible, load_pair
+from slr_core.settings import Settings
+from slr_core.sources import parse_source
+from slr_core.sweep import sweep_intervals
 
 
 def test_sweep_writes_the_documented_csv(tiny_paths, tmp_path):
@@ -18,13 +23,24 @@ def test_sweep_writes_the_documented_csv(tiny_paths, tmp_path):
     code = main(["sweep", "--pre", str(pre), "--post", str(post), "--out", str(out), "--soup"])
     assert code == 0
     rows = list(csv.DictReader(out.open()))
-    assert list(rows[0]) == ["kind", "start", "end", "alpha", "quality", "diversity"]
+    assert list(rows[0]) == [
+        "kind",
+        "start",
+        "end",
+        "alpha",
+        "quality",
+        "diversity",
+        "stop",
+        "strict_quality",
+    ]
     kinds = [row["kind"] for row in rows]
     assert kinds.count("post") == 1 and kinds.count("pre") == 1
     assert kinds.count("interval") == 10 and kinds.count("soup") == 21
     interval = next(row for row in rows if row["kind"] == "interval")
     assert interval["alpha"] == "" and interval["start"] == "0" and interval["end"] == "0"
     assert all(0.0 <= float(row["quality"]) <= 1.0 for row in rows)
+    assert all(0.0 <= float(row["stop"]) <= 1.0 for row in rows)
+    assert all(0.0 < float(row["strict_quality"]) <= float(row["quality"]) for row in rows)
     meta = json.loads(out.with_suffix(".meta.json").read_text())
     assert meta["post_fingerprint"].startswith("folder:") and meta["dtype"] == "float32"
 
@@ -49,11 +65,23 @@ def test_prompts_command_writes_ids_fed_to_the_model(tiny_paths, tmp_path):
     assert all(isinstance(i, int) for i in rows[0]["input_ids"])
 
 
-def test_best_prints_the_selection(tiny_paths, capsys):
+@pytest.mark.parametrize("rule", ["strict", "paper"])
+def test_best_prints_both_picks_and_selects_by_rule(tiny_paths, capsys, rule):
     pre, post = tiny_paths("llama")
-    assert main(["best", "--pre", str(pre), "--post", str(post)]) == 0
+    assert main(["best", "--pre", str(pre), "--post", str(post), "--rule", rule, "--q-fraction", "0.5"]) == 0
     out = capsys.readouterr().out
-    assert "post-trained: Q_CRC" in out and ("best interval [" in out or "no interval reaches" in out)
+    assert "strict rule" in out and "paper rule" in out
+    landscape = _cached_landscape(pre, post)
+    best = landscape.best_interval(landscape.q_min(0.5, rule), rule)
+    assert out.strip().splitlines()[-1] == f"selected ({rule} rule): [{best[0]}, {best[1]}]"
+
+
+def _cached_landscape(pre, post):
+    from slr_core.cached_sweep import complete, survey
+    from slr_core.crc import default_prompts, encode_prompts
+
+    pair = load_pair(str(pre), str(post), Settings())
+    return complete(survey(pair, encode_prompts(pair.tokenizer, default_prompts())))
 
 
 def test_cli_errors_are_one_clear_line(tmp_path, capsys):
@@ -103,13 +131,18 @@ def test_incompatible_pairs_say_what_differs(tiny_paths):
         check_compatible(narrow, llama)
 
 
-def test_unknown_architecture_is_named(tmp_path):
-    model = AutoModelForCausalLM.from_config(GPT2Config(n_layer=2, n_embd=32, n_head=2, vocab_size=64))
-    model.save_pretrained(tmp_path / "gpt2")
-    from slr_core.models import decoder_layers
-
-    with pytest.raises(UnsupportedArchitectureError, match="GPT2LMHeadModel"):
-        decoder_layers(model)
+def test_a_model_the_branch_layout_cannot_replay_is_refused_by_name(tmp_path):
+    # GPT-2 adds absolute position embeddings before its first layer, out of the layers' reach:
+    # answer branches would sit at the wrong positions, so the sweep must refuse, not mis-score.
+    tokenizer = build_tokenizer(tmp_path / "tokenizer")
+    config = GPT2Config(n_layer=2, n_embd=32, n_head=2, vocab_size=len(tokenizer))
+    for name in ("pre", "post"):
+        AutoModelForCausalLM.from_config(config).save_pretrained(tmp_path / name)
+        tokenizer.save_pretrained(tmp_path / name)
+    pair = load_pair(str(tmp_path / "pre"), str(tmp_path / "post"), Settings(device="cpu"))
+    encoded = encode_prompts(pair.tokenizer, default_prompts()[:2])
+    with pytest.raises(UnsupportedArchitectureError, match="GPT2LMHeadModel.*branches"):
+        list(sweep_intervals(pair, encoded, {(0, 1)}))
 
 
 def test_devices_and_dtypes_resolve():
@@ -131,10 +164,30 @@ def test_selection_on_a_hand_made_landscape():
         (3, 3): Point(0.85, 0.5),
     }
     landscape.soup = {0.0: Point(0.9, 0.2), 0.5: Point(0.85, 0.6), 1.0: Point(0.3, 1.5)}
-    assert landscape.q_min() == pytest.approx(0.81)
-    assert landscape.best_interval(0.81) == (1, 2)
-    assert landscape.best_alpha(0.81) == 0.5
-    assert landscape.pareto_front() == [(0, 0), (3, 3), (1, 2), (2, 3)]
+    assert landscape.q_min(0.9, "paper") == pytest.approx(0.81)
+    assert landscape.best_interval(0.81, "paper") == (1, 2)
+    assert landscape.best_alpha(0.81, "paper") == 0.5
+    assert landscape.pareto_front("paper") == [(0, 0), (3, 3), (1, 2), (2, 3)]
     assert landscape.controls((1, 2)) == {"early": (0, 1), "late": (2, 3)}
-    assert landscape.best_interval(0.95) is None
+    assert landscape.best_interval(0.95, "paper") is None
+    assert not landscape.has_strict and list(landscape.summary(0.9)["rules"]) == ["paper"]
+
+
+def test_strict_rule_thresholds_strict_quality():
+    landscape = Landscape(4, post=Point(0.9, 0.2, 0.9, 0.81), pre=Point(0.3, 1.5, 0.1, 0.03))
+    landscape.intervals = {
+        (1, 2): Point(0.88, 0.9, 0.05, 0.044),  # the paper's pick: first token fine, never ends
+        (3, 3): Point(0.85, 0.5, 0.95, 0.8075),  # strict pick: answers and ends
+        (0, 0): Point(0.89, 0.3, 0.99, 0.8811),
+    }
+    assert landscape.has_strict
+    assert landscape.q_min(0.9, "strict") == pytest.approx(0.729)
+    assert landscape.best_interval(landscape.q_min(0.9, "strict"), "strict") == (3, 3)
+    assert landscape.best_interval(landscape.q_min(0.9, "paper"), "paper") == (1, 2)
+    assert landscape.pareto_front("strict") == [(0, 0), (3, 3), (1, 2)]
+    rules = landscape.summary(0.9)["rules"]
+    assert rules["strict"]["best"]["interval"] == [3, 3] and rules["paper"]["best"]["interval"] == [1, 2]
+    assert rules["strict"]["best"]["stop"] == 0.95
+    with pytest.raises(ValueError, match="strict, paper"):
+        landscape.q_min(0.9, "first-token")
     assert parse_intervals("0-1, 3", 4) == {(0, 1), (3, 3)}

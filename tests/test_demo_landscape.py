@@ -4,8 +4,8 @@ import random
 
 import pytest
 
+from slr_core.cached_sweep import context_id, shipped_points
 from slr_core.crc import default_prompts, encode_prompts
-from slr_core.survey import context_id, shipped_points
 from slr_core.sweep import sweep_intervals
 
 
@@ -16,7 +16,9 @@ def test_shipped_demo_landscape_matches_recomputed_cells(demo_pair):
     assert len([name for name in shipped if name.startswith("interval/")]) == 171
     cells = set(random.Random(0).sample([(i, j) for i in range(18) for j in range(i, 18)], 4))
     for result in sweep_intervals(demo_pair, encoded, cells):
-        quality, diversity = result.per_prompt.mean(dim=0).tolist()
+        quality, diversity, stop, strict = result.per_prompt.mean(dim=0).tolist()
         point = shipped[f"interval/{result.start}-{result.end}"]
-        assert quality == pytest.approx(point.quality, abs=1e-5)  # the CSV keeps 6 decimals
+        assert quality == pytest.approx(point.quality, abs=1e-5)
         assert diversity == pytest.approx(point.diversity, abs=1e-5)
+        assert stop == pytest.approx(point.stop, abs=1e-5)
+        assert strict == pytest.approx(point.strict_quality, rel=1e-4, abs=1e-9)

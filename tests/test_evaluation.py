@@ -193,29 +193,58 @@ def test_writing_data_is_sane():
 # ---------------------------------------------------------------- end to end
 
 
-def tiny_landscape() -> Landscape:
-    """N = 4; with q_min = 0.9 * 0.8 = 0.72 the best interval is [1, 2] and the best alpha 0.5."""
+def tiny_landscape(strict: bool = True) -> Landscape:
+    """N = 4, picks that differ by rule (q_fraction 0.9).
+
+    paper: q_min = 0.9 x Q(post) 0.8 = 0.72 -> interval [1, 2] (D 1.0), alpha 0.5;
+    strict: q_min = 0.9 x strict(post) 0.72 = 0.648 -> [1, 1] (D 0.8; [1, 2] stops 10 %), alpha 0.25.
+    """
+    points = {
+        "post": (0.8, 0.5, 0.9, 0.72),
+        "pre": (0.3, 1.5, 0.2, 0.06),
+        (1, 2): (0.75, 1.0, 0.1, 0.075),
+        (0, 1): (0.78, 0.6, 0.95, 0.741),
+        (1, 1): (0.77, 0.8, 0.9, 0.693),
+        (2, 3): (0.5, 1.2, 0.5, 0.25),
+        0.0: (0.8, 0.5, 0.9, 0.72),
+        0.25: (0.79, 0.7, 0.85, 0.6715),
+        0.5: (0.74, 0.9, 0.5, 0.37),
+        1.0: (0.3, 1.5, 0.2, 0.06),
+    }
+    point = {key: Point(*(values if strict else values[:2])) for key, values in points.items()}
     return Landscape(
         4,
-        post=Point(0.8, 0.5),
-        pre=Point(0.3, 1.5),
-        intervals={(1, 2): Point(0.75, 1.0), (0, 1): Point(0.78, 0.6), (2, 3): Point(0.5, 1.2)},
-        soup={0.0: Point(0.8, 0.5), 0.5: Point(0.74, 0.9), 1.0: Point(0.3, 1.5)},
+        post=point.pop("post"),
+        pre=point.pop("pre"),
+        intervals={key: value for key, value in point.items() if isinstance(key, tuple)},
+        soup={key: value for key, value in point.items() if isinstance(key, float)},
     )
 
 
-def test_select_methods_follows_the_landscape():
+METHODS = ["post", "slr_strict", "slr_paper", "soup_strict", "soup_paper", "slr_early", "slr_late", "pre"]
+
+
+def test_select_methods_follows_the_landscape_under_both_rules():
     methods, skipped = select_methods(tiny_landscape())
-    assert [m.key for m in methods] == ["post", "slr", "soup", "slr_early", "slr_late", "pre"]
+    assert [m.key for m in methods] == METHODS
     by_key = {m.key: m for m in methods}
-    assert by_key["slr"].interval == (1, 2)
-    assert by_key["slr_early"].interval == (0, 1) and by_key["slr_late"].interval == (2, 3)
-    assert by_key["soup"].alpha == 0.5
+    assert by_key["slr_strict"].interval == (1, 1) and by_key["slr_paper"].interval == (1, 2)
+    # Controls go with the default (strict) pick: length 1.
+    assert by_key["slr_early"].interval == (0, 0) and by_key["slr_late"].interval == (3, 3)
+    assert by_key["soup_strict"].alpha == 0.25 and by_key["soup_paper"].alpha == 0.5
     assert skipped == {}
     no_soup = tiny_landscape()
     no_soup.soup = {}
     methods, skipped = select_methods(no_soup)
-    assert "soup" not in [m.key for m in methods] and "soup" in skipped
+    assert not {"soup_strict", "soup_paper"} & {m.key for m in methods}
+    assert {"soup_strict", "soup_paper"} <= set(skipped)
+
+
+def test_select_methods_without_strict_numbers_uses_the_paper_rule_and_says_so():
+    methods, skipped = select_methods(tiny_landscape(strict=False))
+    assert [m.key for m in methods] == ["post", "slr_paper", "soup_paper", "slr_early", "slr_late", "pre"]
+    assert {m.key: m for m in methods}["slr_early"].interval == (0, 1)
+    assert "strict" in skipped["slr_strict"]
 
 
 TINY = EvalSettings(num_items=2, num_samples=3, max_new_tokens=3)
@@ -223,9 +252,8 @@ TINY = EvalSettings(num_items=2, num_samples=3, max_new_tokens=3)
 
 def test_qa_end_to_end_structure_ranges_cache(tiny_pair, monkeypatch):
     results = run_evaluation(tiny_pair, tiny_landscape(), "qa", True, [1.0, 1.5], seed=3, settings=TINY)
-    methods = ["post", "slr", "soup", "slr_early", "slr_late", "pre"]
-    assert list(results) == [*methods, "meta"]
-    for key in methods:
+    assert list(results) == [*METHODS, "meta"]
+    for key in METHODS:
         assert list(results[key]) == ["1.0", "1.5"]
         for metrics in results[key].values():
             assert 0.0 <= metrics["precision"] <= 1.0
@@ -233,14 +261,20 @@ def test_qa_end_to_end_structure_ranges_cache(tiny_pair, monkeypatch):
             assert 0.0 <= metrics["coverage"] <= 1.0
             assert all(metrics[f"{n}_std"] >= 0 for n in ("precision", "entropy", "coverage"))
     meta = results["meta"]
-    assert meta["methods"]["slr"]["interval"] == [1, 2] and meta["methods"]["soup"]["alpha"] == 0.5
+    assert (
+        meta["methods"]["slr_paper"]["interval"] == [1, 2] and meta["methods"]["soup_paper"]["alpha"] == 0.5
+    )
+    assert meta["methods"]["slr_strict"]["interval"] == [1, 1] and meta["q_min"]["strict"] == pytest.approx(
+        0.648
+    )
     assert meta["seed"] == 3 and meta["settings"]["num_samples"] == 3
     assert meta["items"] == ["us_states", "countries"]
     assert meta["post_fingerprint"] == tiny_pair.post_fingerprint
     table = evaluation.format_table(results)
-    assert "SLR [1, 2]" in table and "Proxy-Soup alpha=0.50" in table and "coverage-n" in table
-    assert len(evaluation.results_frame(results)) == 12
-    assert len(evaluation.figure_data(results)["precision"]) == 12
+    assert "SLR paper [1, 2]" in table and "SLR strict [1, 1]" in table and "coverage-n" in table
+    assert "Proxy-Soup paper alpha=0.50" in table
+    assert len(evaluation.results_frame(results)) == 16
+    assert len(evaluation.figure_data(results)["precision"]) == 16
 
     def no_sampling(*args, **kwargs):
         raise AssertionError("a repeated call must come from the cache")
@@ -263,7 +297,7 @@ def test_runs_reproduce_without_cache(tiny_pair):
 def test_writing_end_to_end(tiny_pair):
     settings = EvalSettings(num_items=3, num_samples=2, max_new_tokens=6)
     results = run_evaluation(tiny_pair, tiny_landscape(), "writing", True, [1.0], 0, settings=settings)
-    for key in ("post", "slr", "pre"):
+    for key in ("post", "slr_strict", "slr_paper", "pre"):
         metrics = results[key]["1.0"]
         assert 0.0 <= metrics["diversity"] <= 2.0
         assert 0.0 <= metrics["distinct_1"] <= 1.0 and 0.0 <= metrics["distinct_2"] <= 1.0

@@ -2,38 +2,36 @@
 
 from __future__ import annotations
 
-import http.server
+import csv
+import dataclasses
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
-import threading
+import zipfile
 from pathlib import Path
 
 import pytest
 import torch
 import yaml
 from conftest import FAMILIES
-from safetensors import safe_open
+from export_fixtures import FRACTION, PAPER_PICK, STRICT_PICK, folder_tensors, load_tiny, strict_landscape
+from huggingface_hub import ModelCard
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from slr_core import export
+from slr_core.cached_sweep import complete, survey
 from slr_core.crc import default_prompts, encode_prompts
 from slr_core.demo import DEMO_LABEL
 from slr_core.errors import ExportError, IntervalError
-from slr_core.export import export_hybrid, landscape_csv, layer_filters, merge_config, push_to_hub
+from slr_core.export import export_hybrid, export_name, landscape_csv, write_csv, zip_folder
 from slr_core.hybrid import build_hybrid
-from slr_core.models import ModelPair, Settings, Source, load_pair
-from slr_core.survey import complete, survey
+from slr_core.landscape import CSV_COLUMNS
+from slr_core.models import ModelPair, load_pair
+from slr_core.settings import Settings
+from slr_core.sources import Source
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def _pair(tiny_paths, family: str) -> ModelPair:
-    pre, post = tiny_paths(family)
-    return load_pair(str(pre), str(post), Settings(device="cpu", dtype="float32"))
 
 
 @pytest.fixture(scope="module")
@@ -48,14 +46,6 @@ def _logits(model, ids: torch.Tensor) -> torch.Tensor:
         return model(input_ids=ids, use_cache=False).logits
 
 
-def _tensors(folder: Path) -> dict[str, torch.Tensor]:
-    tensors = {}
-    for file in sorted(folder.glob("*.safetensors")):
-        with safe_open(file, "pt") as stream:
-            tensors.update({name: stream.get_tensor(name) for name in stream.keys()})
-    return tensors
-
-
 def _ids(pair: ModelPair) -> torch.Tensor:
     generator = torch.Generator().manual_seed(0)
     return torch.randint(3, len(pair.tokenizer), (2, 14), generator=generator)
@@ -66,7 +56,7 @@ def _ids(pair: ModelPair) -> torch.Tensor:
 
 @pytest.mark.parametrize("family", FAMILIES)
 def test_reloaded_export_gives_the_hybrids_logits(tiny_paths, tmp_path, family):
-    pair = _pair(tiny_paths, family)
+    pair = load_tiny(tiny_paths, family)
     for start, end in [(1, 2), (0, 0), (pair.num_layers - 1, pair.num_layers - 1)]:
         folder = export_hybrid(pair, start, end, tmp_path / f"{family}-{start}-{end}")
         reloaded = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
@@ -77,16 +67,16 @@ def test_reloaded_export_gives_the_hybrids_logits(tiny_paths, tmp_path, family):
 
 
 def test_tied_embeddings_stay_tied(tiny_paths, tmp_path):
-    pair = _pair(tiny_paths, "gemma3")
+    pair = load_tiny(tiny_paths, "gemma3")
     assert pair.post.config.tie_word_embeddings
     folder = export_hybrid(pair, 0, 3, tmp_path / "tied")
-    assert "lm_head.weight" not in _tensors(folder)
+    assert "lm_head.weight" not in folder_tensors(folder)
     reloaded = AutoModelForCausalLM.from_pretrained(folder)
     assert reloaded.lm_head.weight.data_ptr() == reloaded.model.embed_tokens.weight.data_ptr()
 
 
 def test_large_models_are_sharded_and_still_reload(tiny_paths, tmp_path):
-    pair = _pair(tiny_paths, "qwen2")
+    pair = load_tiny(tiny_paths, "qwen2")
     folder = export_hybrid(pair, 1, 3, tmp_path / "sharded", max_shard_size="20KB")
     shards = sorted(folder.glob("model-*-of-*.safetensors"))
     assert len(shards) > 2 and (folder / "model.safetensors.index.json").is_file()
@@ -108,7 +98,7 @@ def test_tokenizer_chat_template_and_generation_config_travel(tiny_pair, tmp_pat
 
 
 def test_export_leaves_the_pair_untouched(tiny_paths, tmp_path):
-    pair = _pair(tiny_paths, "llama")
+    pair = load_tiny(tiny_paths, "llama")
     before = {k: v.clone() for k, v in pair.post.state_dict().items()}
     config = pair.post.config.to_dict()
     export_hybrid(pair, 0, 2, tmp_path / "out")
@@ -116,77 +106,61 @@ def test_export_leaves_the_pair_untouched(tiny_paths, tmp_path):
     assert all(torch.equal(before[k], v) for k, v in pair.post.state_dict().items())
 
 
-# ---------------------------------------------------------------- card, landscape, provenance
+# ---------------------------------------------------------------- landscape and provenance
 
 
-def _front_matter(text: str) -> dict:
-    assert text.startswith("---\n")
-    return yaml.safe_load(text.split("---\n")[1])
-
-
-def test_card_states_pair_interval_scores_and_command(tiny_pair, landscape, tmp_path):
+def test_export_carries_the_landscape_and_its_provenance(tiny_pair, landscape, tmp_path):
     folder = export_hybrid(
         tiny_pair, 1, 2, tmp_path / "out", landscape, command="python -m slr_core export X"
     )
-    card = (folder / "README.md").read_text()
-    assert "Made by" not in card  # a CLI command is its own reproduction
-    front = _front_matter(card)
-    assert "selective-layer-restoration" in front["tags"] and front["library_name"] == "transformers"
-    assert tiny_pair.label in card and "[1, 2]" in card
-    for point in (landscape.post, landscape.intervals[(1, 2)], landscape.pre):
-        assert f"{point.quality:.4f} | {point.diversity:.4f}" in card
-    assert "python -m slr_core export X" in card
     assert (folder / "landscape.csv").read_text() == landscape_csv(landscape)
     provenance = json.loads((folder / "slr_export.json").read_text())
-    assert (
-        provenance["interval"] == [1, 2]
-        and provenance["crc"]["hybrid"]["quality"] == landscape.intervals[(1, 2)].quality
-    )
+    assert provenance["interval"] == [1, 2] and provenance["num_layers"] == tiny_pair.num_layers
+    assert provenance["pre_fingerprint"] == tiny_pair.pre_fingerprint
+    assert provenance["post_fingerprint"] == tiny_pair.post_fingerprint
+    assert provenance["crc"]["hybrid"]["quality"] == landscape.intervals[(1, 2)].quality
+    assert provenance["command"] == "python -m slr_core export X"
     assert provenance["landscape_meta"]["cache_context"] == landscape.meta["cache_context"]
 
 
-def test_card_without_landscape_says_so_and_gives_a_default_command(tiny_pair, tmp_path):
+def test_provenance_has_all_four_crc_numbers_and_both_picks(tiny_pair, tmp_path):
+    landscape = strict_landscape()
+    folder = export_hybrid(tiny_pair, 1, 2, tmp_path / "out", landscape, q_fraction=FRACTION)
+    provenance = json.loads((folder / "slr_export.json").read_text())
+    expected = {"post": landscape.post, "hybrid": landscape.intervals[(1, 2)], "pre": landscape.pre}
+    assert provenance["crc"] == {name: dataclasses.asdict(point) for name, point in expected.items()}
+    assert set(provenance["crc"]["hybrid"]) == {"quality", "diversity", "stop", "strict_quality"}
+    selection = provenance["selection"]
+    assert selection["q_fraction"] == FRACTION
+    assert selection["strict"]["interval"] == list(STRICT_PICK)
+    assert selection["paper"]["interval"] == list(PAPER_PICK)
+    assert selection["strict"]["q_min"] == pytest.approx(FRACTION * landscape.post.strict_quality)
+    assert selection["paper"]["q_min"] == pytest.approx(FRACTION * landscape.post.quality)
+
+
+def test_provenance_without_a_landscape_has_no_scores(tiny_pair, tmp_path):
     folder = export_hybrid(tiny_pair, 0, 1, tmp_path / "out")
-    card = (folder / "README.md").read_text()
-    assert "No CRC scores were given" in card
-    assert f"--interval 0 1 --out {folder}" in card
-    assert not (folder / "landscape.csv").exists()
+    provenance = json.loads((folder / "slr_export.json").read_text())
+    assert provenance["crc"] == {} and provenance["selection"] is None
+    assert provenance["landscape_meta"] is None
 
 
-def test_an_app_export_gets_a_runnable_cli_command(tiny_pair, tmp_path):
-    folder = export_hybrid(
-        tiny_pair, 1, 2, tmp_path / "out", command="SLR Explorer app: export hybrid [1, 2]"
-    )
-    card = (folder / "README.md").read_text()
-    assert "Made by: SLR Explorer app: export hybrid [1, 2]" in card
-    assert f"python -m slr_core export --pre {tiny_pair.pre_source.spec}" in card
-
-
-def test_card_says_whether_the_interval_is_the_selection(tiny_pair, landscape, tmp_path):
-    best = landscape.best_interval(landscape.q_min(0.9))
-    card = export.model_card(tiny_pair, *best, landscape, "cmd")
-    assert f"[{best[0]}, {best[1]}] is the landscape's selection" in card
-    other = next(k for k in landscape.intervals if k != best)
-    assert "this export is a different interval" in export.model_card(tiny_pair, *other, landscape, "cmd")
-
-
-def test_demo_card_names_the_demo_pair_and_carries_gemma_metadata(tiny_pair):
-    # The tiny models stand in for the weights; the card depends only on the sources and the label.
-    demo = ModelPair(
-        tiny_pair.pre,
-        tiny_pair.post,
-        tiny_pair.tokenizer,
-        Source("demo:pre", "demo", "pre"),
-        Source("demo:post", "demo", "post"),
-        tiny_pair.settings,
-        label=DEMO_LABEL,
-    )
-    metadata = [export._source_metadata(demo.pre_source), export._source_metadata(demo.post_source)]
-    card = export.model_card(demo, 1, 2, None, "cmd", metadata)
-    front = _front_matter(card)
-    assert front["license"] == "gemma" and front["base_model"] == "google/gemma-3-270m"
-    assert DEMO_LABEL in card and "not Google's instruction-tuned" in card
-    assert "gemma-3-270m-it" not in card
+def test_landscape_csv_has_every_crc_column_and_a_meta_sidecar(tmp_path):
+    landscape = strict_landscape()
+    landscape.meta["command"] = "python -m slr_core sweep"
+    path = write_csv(landscape, tmp_path / "sub" / "tiny.csv")
+    with path.open() as stream:
+        rows = list(csv.DictReader(stream))
+    assert tuple(rows[0]) == CSV_COLUMNS
+    interval = next(row for row in rows if (row["start"], row["end"]) == ("1", "2"))
+    point = landscape.intervals[(1, 2)]
+    assert [float(interval[name]) for name in ("quality", "diversity", "stop", "strict_quality")] == [
+        point.quality,
+        point.diversity,
+        point.stop,
+        point.strict_quality,
+    ]
+    assert json.loads(path.with_suffix(".meta.json").read_text()) == landscape.meta
 
 
 @pytest.mark.real
@@ -203,89 +177,9 @@ def test_the_real_demo_pair_exports_and_reloads(tmp_path, monkeypatch):
         _logits(reloaded, ids), _logits(build_hybrid(pair, 4, 9), ids), rtol=0, atol=1e-5
     )
     card = (folder / "README.md").read_text()
-    assert _front_matter(card)["license"] == "gemma" and DEMO_LABEL in card
+    assert ModelCard(card).data.license == "gemma" and DEMO_LABEL in card
     config = yaml.safe_load((folder / "mergekit.yaml").read_text())
     assert config["models"][0]["model"] == f"{demo.demo_base_dir()}+{demo.ADAPTER_DIR}"
-
-
-def test_license_is_carried_over_from_a_source_card(tiny_paths, tmp_path):
-    pre, post = tiny_paths("mistral")
-    copy = tmp_path / "post-with-card"
-    shutil.copytree(post, copy)
-    card = "---\nlicense: other\nlicense_name: tiny-license\nbase_model: someone/ancestor\n---\n# a model\n"
-    (copy / "README.md").write_text(card)
-    pair = load_pair(str(pre), str(copy), Settings(device="cpu"))
-    folder = export_hybrid(pair, 1, 1, tmp_path / "out")
-    front = _front_matter((folder / "README.md").read_text())
-    assert front["license"] == "other" and front["license_name"] == "tiny-license"
-    assert "base_model" not in front  # the source's own ancestry is not this model's base
-
-
-# ---------------------------------------------------------------- mergekit config
-
-
-def _mergekit_weight(setting: list[dict], name: str) -> float:
-    # mergekit's rule (config.evaluate_setting): the first entry whose filter is absent or a substring.
-    for entry in setting:
-        if entry.get("filter") in (None, "*") or entry["filter"] in name:
-            return float(entry["value"])
-    raise AssertionError(f"no weight for {name}")
-
-
-def _apply_merge_config(config: dict, sources: dict, name: str) -> torch.Tensor:
-    total, norm = None, 0.0
-    for model in config["models"]:
-        weight = _mergekit_weight(model["parameters"]["weight"], name)
-        tensor = sources[model["model"]][name].double()
-        total = weight * tensor if total is None else total + weight * tensor
-        norm += weight
-    return total / norm  # mergekit's linear merge normalises by default
-
-
-@pytest.mark.parametrize("family", ["llama", "gemma3", "gpt_neox", "phi3"])
-def test_mergekit_config_selects_the_hybrids_tensors(tiny_paths, tmp_path, family):
-    pair = _pair(tiny_paths, family)
-    n = pair.num_layers
-    for start, end in [(0, 0), (n - 1, n - 1), (0, n - 1), (1, 2)]:
-        folder = export_hybrid(pair, start, end, tmp_path / f"{start}-{end}")
-        config = yaml.safe_load((folder / "mergekit.yaml").read_text())
-        assert config["merge_method"] == "linear" and config["base_model"] == pair.post_source.location
-        sources = {model["model"]: _tensors(Path(model["model"])) for model in config["models"]}
-        exported = _tensors(folder)
-        for name, tensor in exported.items():
-            merged = _apply_merge_config(config, sources, name).to(tensor.dtype)
-            assert torch.equal(merged, tensor), (family, start, end, name)
-
-
-def test_layer_filters_do_not_match_longer_layer_numbers():
-    config = merge_config("post", "pre", "model.layers", 1, 1, "float32")
-    names = [f"model.layers.{k}.mlp.up_proj.weight" for k in range(12)] + ["lm_head.weight"]
-    pre_weights = [_mergekit_weight(config["models"][1]["parameters"]["weight"], name) for name in names]
-    assert pre_weights == [0, 1] + [0] * 10 + [0]
-    assert layer_filters("gpt_neox.layers", 2, 3) == ["gpt_neox.layers.2.", "gpt_neox.layers.3."]
-
-
-def _mergekit_command() -> list[str] | None:
-    found = os.environ.get("MERGEKIT_YAML") or shutil.which("mergekit-yaml")
-    return [found] if found else None
-
-
-@pytest.mark.skipif(_mergekit_command() is None, reason="mergekit is not installed (or set MERGEKIT_YAML)")
-@pytest.mark.parametrize(("family", "interval"), [("llama", (0, 1)), ("gemma3", (2, 3))])
-def test_mergekit_rebuilds_the_exported_weights(tiny_paths, tmp_path, family, interval):
-    pair = _pair(tiny_paths, family)
-    folder = export_hybrid(pair, *interval, tmp_path / "export")
-    rebuilt = tmp_path / "rebuilt"
-    run = subprocess.run(
-        [*_mergekit_command(), str(folder / "mergekit.yaml"), str(rebuilt)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert run.returncode == 0, run.stderr[-2000:]
-    exported, merged = _tensors(folder), _tensors(rebuilt)
-    assert exported.keys() == merged.keys()
-    assert all(torch.equal(exported[name], merged[name]) for name in exported)
 
 
 # ---------------------------------------------------------------- the target folder
@@ -300,8 +194,8 @@ def test_existing_non_empty_target_is_refused_and_left_alone(tiny_pair, tmp_path
     assert [p.name for p in target.iterdir()] == ["notes.txt"]
 
 
-def test_overwrite_replaces_a_previous_export_completely(tiny_pair, landscape, tmp_path):
-    target = export_hybrid(tiny_pair, 1, 2, tmp_path / "out", landscape)
+def test_overwrite_replaces_a_previous_export_completely(tiny_pair, tmp_path):
+    target = export_hybrid(tiny_pair, 1, 2, tmp_path / "out", strict_landscape())
     (target / "stale.txt").write_text("from before")
     export_hybrid(tiny_pair, 0, 0, target, overwrite=True)
     assert not (target / "stale.txt").exists() and not (target / "landscape.csv").exists()
@@ -354,7 +248,8 @@ CHILD = """
 import resource, signal, sys
 from slr_core.errors import SLRError
 from slr_core.export import export_hybrid
-from slr_core.models import Settings, load_pair
+from slr_core.models import load_pair
+from slr_core.settings import Settings
 pre, post, target, mode, overwrite = sys.argv[1:6]
 pair = load_pair(pre, post, Settings(device="cpu", dtype="float32"))
 # Python ignores SIGXFSZ, so an oversized write fails with EFBIG; "kill" restores the kernel's default.
@@ -412,10 +307,10 @@ def test_cli_export_writes_the_folder(tiny_paths, tmp_path, capsys):
     assert "already exists" in capsys.readouterr().err
 
 
-def test_an_export_gets_ordinary_permissions_not_the_staging_ones(tiny_pair, tmp_path, landscape):
+def test_an_export_gets_ordinary_permissions_not_the_staging_ones(tiny_pair, tmp_path):
     old_mask = os.umask(0o022)
     try:
-        folder = export_hybrid(tiny_pair, 1, 2, tmp_path / "shared", landscape)
+        folder = export_hybrid(tiny_pair, 1, 2, tmp_path / "shared", strict_landscape())
     finally:
         os.umask(old_mask)
     assert folder.stat().st_mode & 0o777 == 0o755  # mkdtemp alone would leave 0700
@@ -423,69 +318,54 @@ def test_an_export_gets_ordinary_permissions_not_the_staging_ones(tiny_pair, tmp
     assert set(modes.values()) == {0o644}, modes  # mkstemp alone would leave 0600
 
 
-# ---------------------------------------------------------------- the Hub
+# ---------------------------------------------------------------- naming and zipping
 
 
-@pytest.fixture
-def exported(tiny_pair, tmp_path):
-    return export_hybrid(tiny_pair, 1, 2, tmp_path / "out")
+def _with_sources(
+    pair: ModelPair, pre_fingerprint: str, post_fingerprint: str, post_spec: str = ""
+) -> ModelPair:
+    post_source = Source(post_spec, "folder", post_spec) if post_spec else pair.post_source
+    return dataclasses.replace(
+        pair, pre_fingerprint=pre_fingerprint, post_fingerprint=post_fingerprint, post_source=post_source
+    )
 
 
-def test_push_checks_its_arguments_first(exported, tmp_path):
-    with pytest.raises(ExportError, match="not an exported model folder"):
-        push_to_hub(tmp_path / "nothing", "me/model", token="hf_x")
-    with pytest.raises(ExportError, match="owner/name"):
-        push_to_hub(exported, "not a repo", token="hf_x")
+def test_export_names_tell_pairs_sharing_a_post_model_apart(tiny_pair):
+    # The two pre fingerprints differ only at the start: a name from their tails would collide.
+    first = _with_sources(tiny_pair, "folder:aaaa" + "0" * 12, tiny_pair.post_fingerprint)
+    second = _with_sources(tiny_pair, "folder:bbbb" + "0" * 12, tiny_pair.post_fingerprint)
+    assert export_name(first, (1, 2)) != export_name(second, (1, 2))
+    assert export_name(first, (1, 2)) == export_name(dataclasses.replace(first), (1, 2))
+    assert export_name(first, (1, 2)) != export_name(first, (1, 3))
 
 
-def test_push_offline_is_a_clear_error(exported, monkeypatch):
-    from huggingface_hub import constants
-
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
-    with pytest.raises(ExportError, match="offline mode"):
-        push_to_hub(exported, "me/model", token="hf_x")
-
-
-def test_push_without_a_token_says_how_to_log_in(exported, monkeypatch, tmp_path):
-    from huggingface_hub import constants
-
-    monkeypatch.delenv("HF_TOKEN", raising=False)
-    monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(tmp_path / "no-token"))
-    with pytest.raises(ExportError, match="not logged in"):
-        push_to_hub(exported, "me/model")
+def test_export_names_are_readable_and_a_single_safe_folder_name(tiny_pair):
+    name = export_name(tiny_pair, (1, 2))
+    post = Path(tiny_pair.post_source.spec).name
+    assert name.startswith(f"slr-{post}-1-2-") and len(name.rsplit("-", 1)[1]) == 12
+    hostile = _with_sources(tiny_pair, "a", "b", post_spec="../../etc/pass wd:x@" + "y" * 200)
+    name = export_name(hostile, (0, 3))
+    assert "/" not in name and " " not in name and not name.startswith(".")
+    assert name.startswith("slr-pass-wd-x-") and len(name) < 80
 
 
-def test_push_to_an_unreachable_hub_is_a_clear_error(exported, monkeypatch):
-    from huggingface_hub import constants
-
-    monkeypatch.setattr(constants, "ENDPOINT", "http://127.0.0.1:9")  # the discard port: nothing listens
-    with pytest.raises(ExportError, match="unreachable"):
-        push_to_hub(exported, "me/model", token="hf_x")
-
-
-class _Refuse(http.server.BaseHTTPRequestHandler):
-    def _refuse(self):
-        body = json.dumps({"error": "Invalid credentials in Authorization header"}).encode()
-        self.send_response(401)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    do_GET = do_POST = do_PUT = do_HEAD = _refuse
-
-    def log_message(self, *args):
-        pass
-
-
-def test_push_with_a_refused_token_is_a_clear_error(exported, monkeypatch):
-    from huggingface_hub import constants
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Refuse)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    monkeypatch.setattr(constants, "ENDPOINT", f"http://127.0.0.1:{server.server_port}")
+def test_zip_folder_holds_the_folder_under_its_own_name(tmp_path):
+    folder = tmp_path / "slr-Qwen2.5-0.5B-Instruct-1-2-0123456789ab"  # dots: the zip keeps the whole name
+    (folder / "sub").mkdir(parents=True)
+    (folder / "config.json").write_text("{}")
+    (folder / "sub" / "weights.bin").write_bytes(b"\x00\x01" * 100)
+    old_mask = os.umask(0o022)
     try:
-        with pytest.raises(ExportError, match="refused the token"):
-            push_to_hub(exported, "me/model", token="hf_invalid")
+        archive = zip_folder(folder)
     finally:
-        server.shutdown()
+        os.umask(old_mask)
+    assert archive == tmp_path / f"{folder.name}.zip" and archive.stat().st_mode & 0o777 == 0o644
+    with zipfile.ZipFile(archive) as opened:
+        assert sorted(opened.namelist()) == [f"{folder.name}/config.json", f"{folder.name}/sub/weights.bin"]
+        assert opened.read(f"{folder.name}/sub/weights.bin") == b"\x00\x01" * 100
+        assert {info.compress_type for info in opened.infolist()} == {zipfile.ZIP_STORED}
+    (folder / "config.json").write_text('{"again": 1}')
+    assert zip_folder(folder) == archive  # a second zip replaces the first
+    with zipfile.ZipFile(archive) as opened:
+        assert opened.read(f"{folder.name}/config.json") == b'{"again": 1}'
+    assert sorted(p.name for p in tmp_path.iterdir()) == [folder.name, archive.name]  # no staging left

@@ -11,8 +11,8 @@ import diskcache
 import pytest
 
 from slr_core import cache
+from slr_core.cached_sweep import all_intervals, complete, context_id, survey
 from slr_core.crc import default_prompts, encode_prompts
-from slr_core.survey import all_intervals, complete, context_id, survey
 from slr_core.sweep import Stats
 
 
@@ -20,45 +20,94 @@ def _encoded(pair, count=6):
     return encode_prompts(pair.tokenizer, default_prompts()[:count])
 
 
-def test_interrupted_survey_resumes_with_only_the_missing_intervals(tiny_pair):
+@pytest.fixture(scope="module")
+def uncached(tiny_pair):
+    """The full landscape of the tiny pair over 6 prompts, computed once without the cache."""
+    return complete(survey(tiny_pair, _encoded(tiny_pair), use_cache=False))
+
+
+def _spy_on_computation(monkeypatch) -> dict[str, list]:
+    """Record what the cached sweep hands to the engine: interval sets, and models scored whole."""
+    from slr_core import cached_sweep
+
+    calls: dict[str, list] = {"intervals": [], "models": []}
+    real_sweep, real_scores = cached_sweep.sweep_intervals, cached_sweep.model_scores
+
+    def sweep_intervals(pair, encoded, wanted, *args, **kwargs):
+        calls["intervals"].append(set(wanted))
+        return real_sweep(pair, encoded, wanted, *args, **kwargs)
+
+    def model_scores(model, *args, **kwargs):
+        calls["models"].append(model)
+        return real_scores(model, *args, **kwargs)
+
+    monkeypatch.setattr(cached_sweep, "sweep_intervals", sweep_intervals)
+    monkeypatch.setattr(cached_sweep, "model_scores", model_scores)
+    return calls
+
+
+def _assert_same_landscape(got, expected) -> None:
+    assert got.intervals.keys() == expected.intervals.keys()
+    for key, point in expected.intervals.items():  # batch shapes differ, so rounding may too
+        assert got.intervals[key].quality == pytest.approx(point.quality, abs=1e-6), key
+        assert got.intervals[key].diversity == pytest.approx(point.diversity, abs=1e-6), key
+    for name in ("post", "pre"):
+        assert getattr(got, name).quality == pytest.approx(getattr(expected, name).quality, abs=1e-6)
+        assert getattr(got, name).diversity == pytest.approx(getattr(expected, name).diversity, abs=1e-6)
+
+
+def test_interrupted_survey_resumes_with_only_the_missing_intervals(tiny_pair, uncached, monkeypatch):
     encoded = _encoded(tiny_pair)
-    full = complete(survey(tiny_pair, encoded, use_cache=False))
     run = survey(tiny_pair, encoded)
     for landscape in run:
         if len(landscape.intervals) == 4:
             break
+    stored = set(landscape.intervals)  # each result is stored the moment it is yielded
     run.close()  # as if Ctrl-C arrived here
-    stats = Stats()
-    resumed = complete(survey(tiny_pair, encoded, stats=stats))
-    missing = len(all_intervals(tiny_pair.num_layers)) - 4
-    # Only the missing intervals went through the LM head (plus the two cached references: none).
-    assert stats.head_rows == missing * len(encoded)
-    assert resumed.intervals.keys() == full.intervals.keys()
-    for key, point in full.intervals.items():  # batch shapes differ, so rounding may too
-        assert resumed.intervals[key].quality == pytest.approx(point.quality, abs=1e-6)
-        assert resumed.intervals[key].diversity == pytest.approx(point.diversity, abs=1e-6)
-    assert resumed.post == full.post and resumed.pre == full.pre
+    calls = _spy_on_computation(monkeypatch)
+    resumed = complete(survey(tiny_pair, encoded))
+    assert calls["intervals"] == [all_intervals(tiny_pair.num_layers) - stored]
+    assert calls["models"] == []  # the references were stored before the intervals
+    _assert_same_landscape(resumed, uncached)
 
 
-def test_unreadable_entry_is_recomputed_not_trusted(tiny_pair):
+def test_unreadable_entry_is_recomputed_not_trusted(tiny_pair, monkeypatch):
     encoded = _encoded(tiny_pair)
     first = complete(survey(tiny_pair, encoded))
     key = cache.result_key(context_id(tiny_pair, encoded), "interval/1-2")
     with diskcache.Cache(str(cache.cache_root() / "results")) as store:
         store.set(key, {"schema": cache.SCHEMA_VERSION, "quality": "garbage"})
-    stats = Stats()
-    again = complete(survey(tiny_pair, encoded, stats=stats))
-    assert stats.head_rows == len(encoded)  # exactly one interval recomputed
-    assert again.intervals[(1, 2)].quality == pytest.approx(first.intervals[(1, 2)].quality, abs=1e-6)
+    calls = _spy_on_computation(monkeypatch)
+    again = complete(survey(tiny_pair, encoded))
+    assert calls["intervals"] == [{(1, 2)}] and calls["models"] == []  # exactly that one, recomputed
+    _assert_same_landscape(again, first)
 
 
-def test_a_different_prompt_set_never_reads_old_numbers(tiny_pair):
-    first = _encoded(tiny_pair, 6)
+def test_cached_sweep_computes_exactly_the_missing_intervals(tiny_pair, uncached, monkeypatch):
+    encoded = _encoded(tiny_pair)
+    everything = all_intervals(tiny_pair.num_layers)
+    stored = {(0, 0), (1, 2), (0, tiny_pair.num_layers - 1), (tiny_pair.num_layers - 1,) * 2}
+    complete(survey(tiny_pair, encoded, intervals=stored))  # fills the cache with these and the references
+    calls = _spy_on_computation(monkeypatch)
+    resumed = complete(survey(tiny_pair, encoded))
+    assert calls["intervals"] == [everything - stored]  # one engine call, for exactly the missing cells
+    assert calls["models"] == []  # both references came from the cache
+    _assert_same_landscape(resumed, uncached)
+    calls["intervals"].clear()
+    complete(survey(tiny_pair, encoded))
+    assert calls["intervals"] == [] and calls["models"] == []  # a complete cache computes nothing
+
+
+def test_a_different_prompt_set_never_reads_old_numbers(tiny_pair, monkeypatch):
+    first, second = _encoded(tiny_pair, 6), _encoded(tiny_pair, 5)
+    assert context_id(tiny_pair, first) != context_id(tiny_pair, second)
     complete(survey(tiny_pair, first))
-    stats = Stats()
-    complete(survey(tiny_pair, _encoded(tiny_pair, 5), stats=stats))
-    assert stats.head_rows > 0
-    assert context_id(tiny_pair, first) != context_id(tiny_pair, _encoded(tiny_pair, 5))
+    expected = complete(survey(tiny_pair, second, use_cache=False))
+    calls = _spy_on_computation(monkeypatch)
+    got = complete(survey(tiny_pair, second))
+    assert calls["intervals"] == [all_intervals(tiny_pair.num_layers)]  # nothing reused...
+    assert calls["models"] == [tiny_pair.post, tiny_pair.pre]  # ... not even the references
+    _assert_same_landscape(got, expected)
 
 
 def test_killed_cli_sweep_resumes(tiny_paths, tmp_path, isolated_cache):
@@ -104,12 +153,12 @@ def _count_intervals(folder) -> int:
         return 0
 
 
-def test_a_shipped_landscape_is_used_only_for_its_own_context(tiny_pair, tmp_path, monkeypatch):
-    from slr_core import survey as survey_module
+def test_a_shipped_landscape_is_used_only_for_its_own_context(tiny_pair, uncached, tmp_path, monkeypatch):
+    from slr_core import cached_sweep as survey_module
     from slr_core.export import write_csv
 
     encoded = _encoded(tiny_pair)
-    computed = complete(survey(tiny_pair, encoded, use_cache=False))
+    computed = uncached
     write_csv(computed, tmp_path / "landscapes" / "tiny.csv")
     monkeypatch.setattr(survey_module, "SHIPPED_DIR", tmp_path / "landscapes")
     stats = Stats()

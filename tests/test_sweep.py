@@ -4,31 +4,50 @@ import pytest
 import torch
 from conftest import FAMILIES
 
+from slr_core.cached_sweep import all_intervals
+from slr_core.chat import end_of_turn_ids
 from slr_core.crc import default_prompts, encode_prompts
-from slr_core.models import Settings, load_pair
+from slr_core.models import load_pair
+from slr_core.settings import Settings
 from slr_core.soup import soup_model
-from slr_core.survey import all_intervals
 from slr_core.sweep import Stats, make_batch, model_scores, naive_interval_scores, sweep_intervals
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models: thread hand-offs cost more than their matmuls, worst on a shared 2-core CPU."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+# Digit and letter prompts of different lengths and answer counts: padding, windows and branches vary.
+# (The naive reference runs one full forward per prompt and per answer, so not all 40 per family.)
+EXACTNESS_PROMPTS = [0, 2, 16, 22, 31, 36]
 
 
 @pytest.mark.parametrize("family", FAMILIES)
 def test_sweep_equals_naive_for_every_interval(tiny_paths, family):
     pre, post = tiny_paths(family)
     pair = load_pair(str(pre), str(post), Settings(device="cpu", dtype="float32"))
-    encoded = encode_prompts(pair.tokenizer, default_prompts())
+    encoded = encode_prompts(pair.tokenizer, default_prompts()).subset(EXACTNESS_PROMPTS)
     wanted = all_intervals(pair.num_layers)
     # A small memory knob forces several chunks per layer call, so chunking is covered too.
-    swept = {(r.start, r.end): r.per_prompt for r in sweep_intervals(pair, encoded, wanted, batch_tokens=700)}
+    swept = {(r.start, r.end): r.per_prompt for r in sweep_intervals(pair, encoded, wanted, batch_tokens=200)}
     assert set(swept) == wanted
     for (start, end), per_prompt in swept.items():
         naive = naive_interval_scores(pair, encoded, start, end)
         assert torch.allclose(per_prompt, naive, atol=1e-4, rtol=0), (family, start, end)
     # The post-trained and pre-trained references, batched, equal one-prompt-at-a-time runs too.
-    batch = make_batch(encoded, pair.tokenizer.pad_token_id, pair.device)
+    batch, end_ids = (
+        make_batch(encoded, pair.tokenizer.pad_token_id, pair.device),
+        end_of_turn_ids(pair.tokenizer),
+    )
     for model in (pair.post, pair.pre):
-        batched = model_scores(model, encoded, batch)
+        batched = model_scores(model, encoded, batch, end_ids)
         single = torch.stack(
-            [model_scores(model, _only(encoded, k), _batch(pair, encoded, k))[0] for k in range(3)]
+            [model_scores(model, _only(encoded, k), _batch(pair, encoded, k), end_ids)[0] for k in range(3)]
         )
         assert torch.allclose(batched[:3], single, atol=1e-4, rtol=0)
 
@@ -49,12 +68,16 @@ def test_sweep_does_about_a_third_of_the_naive_layer_work(tiny_pair):
     for start, end in wanted:
         naive_interval_scores(tiny_pair, encoded, start, end, naive_stats)
     n, p = tiny_pair.num_layers, len(encoded)
-    # naive: N per interval; sweep: sum over intervals of the tail, plus one pre layer per live start.
-    assert naive_stats.layer_evals == p * n * len(wanted)
+    # naive: N layers per interval for the prompt and again for prompt + t, for every valid t.
+    sequences = sum(1 + len(tokens) for tokens in encoded.token_ids)
+    assert naive_stats.layer_evals == sequences * n * len(wanted)
+    # sweep: one row per prompt (its branches ride along) through the tail of each interval,
+    # plus one pre-trained layer per live start.
     tail = sum(n - 1 - end for _, end in wanted)
     extensions = sum(n - start for start in range(n))
     assert sweep_stats.layer_evals == p * (tail + extensions)
-    assert sweep_stats.layer_evals < naive_stats.layer_evals
+    # In tokens the branch rows cost one position per answer, not a whole prompt per answer.
+    assert sweep_stats.token_layer_evals * 3 < naive_stats.token_layer_evals
 
 
 def test_subset_of_intervals_only_computes_those(tiny_pair):
@@ -66,6 +89,7 @@ def test_subset_of_intervals_only_computes_those(tiny_pair):
 def test_soup_endpoints_are_the_two_models(tiny_pair):
     encoded = encode_prompts(tiny_pair.tokenizer, default_prompts()[:5])
     batch = make_batch(encoded, tiny_pair.tokenizer.pad_token_id, tiny_pair.device)
-    post, pre = model_scores(tiny_pair.post, encoded, batch), model_scores(tiny_pair.pre, encoded, batch)
-    assert torch.allclose(model_scores(soup_model(tiny_pair, 0.0), encoded, batch), post, atol=1e-6)
-    assert torch.allclose(model_scores(soup_model(tiny_pair, 1.0), encoded, batch), pre, atol=1e-6)
+    end_ids = end_of_turn_ids(tiny_pair.tokenizer)
+    post, pre = (model_scores(model, encoded, batch, end_ids) for model in (tiny_pair.post, tiny_pair.pre))
+    assert torch.allclose(model_scores(soup_model(tiny_pair, 0.0), encoded, batch, end_ids), post, atol=1e-6)
+    assert torch.allclose(model_scores(soup_model(tiny_pair, 1.0), encoded, batch, end_ids), pre, atol=1e-6)

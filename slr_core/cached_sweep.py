@@ -1,4 +1,4 @@
-"""A cached, resumable run over a pair's CRC landscape: references, intervals, soup."""
+"""A cached, resumable run of a whole landscape; sweep.py is the exact shared-work engine it drives."""
 
 from __future__ import annotations
 
@@ -7,21 +7,23 @@ import csv
 import hashlib
 import json
 from collections.abc import Iterator
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
 
 from . import cache
+from .chat import end_of_turn_ids
 from .crc import EncodedPrompts, crc_means
-from .landscape import Landscape, Point
+from .landscape import METRICS, Landscape, Point
 from .models import ModelPair
 from .soup import ALPHAS, blend_into
 from .sweep import Stats, make_batch, model_scores, sweep_intervals
 
 
 def context_id(pair: ModelPair, encoded: EncodedPrompts) -> str:
-    """Cache context: the pair's identity (fingerprints, dtype, device type) and the prompt set."""
-    text = f"{pair.identity}|{encoded.digest}"
+    """Cache context: the pair's identity (fingerprints, dtype, device type), prompts and end tokens."""
+    text = f"{pair.identity}|{encoded.digest}|end={end_of_turn_ids(pair.tokenizer)}"
     return hashlib.sha256(text.encode()).hexdigest()[:24]
 
 
@@ -80,7 +82,7 @@ def stored_landscape(pair: ModelPair, encoded: EncodedPrompts) -> Landscape:
     shipped = shipped_points(context)
     for name in names:
         value = stored[cache.result_key(context, name)]
-        point = Point(value["quality"], value["diversity"]) if value else shipped.get(name)
+        point = _stored_point(value) if value else shipped.get(name)
         if point is not None:
             _place(landscape, name, point)
     return landscape
@@ -106,16 +108,19 @@ def survey(
         value = cache.get_result(cache.result_key(context, name)) if use_cache else None
         if value is None and name in shipped:  # a landscape shipped in assets/, same context
             return store(name, shipped[name])
-        return Point(value["quality"], value["diversity"]) if value else None
+        return _stored_point(value) if value else None
 
     def store(name, point):
         if use_cache:
-            cache.put_result(cache.result_key(context, name), point.quality, point.diversity)
+            cache.put_result(cache.result_key(context, name), asdict(point))
         return point
 
-    batch = make_batch(encoded, pair.tokenizer.pad_token_id, pair.device)
+    batch, end_ids = (
+        make_batch(encoded, pair.tokenizer.pad_token_id, pair.device),
+        end_of_turn_ids(pair.tokenizer),
+    )
     for name, model in (("post", pair.post), ("pre", pair.pre)):
-        point = lookup(name) or store(name, _point(model_scores(model, encoded, batch, stats)))
+        point = lookup(name) or store(name, _point(model_scores(model, encoded, batch, end_ids, stats)))
         setattr(landscape, name, point)
         yield landscape
     missing = set()
@@ -133,17 +138,17 @@ def survey(
             landscape.intervals[(result.start, result.end)] = point
             yield landscape
     if soup:
-        yield from _soup(pair, encoded, batch, landscape, lookup, store, stats)
+        yield from _soup(pair, encoded, (batch, end_ids), landscape, lookup, store, stats)
 
 
-def _soup(pair, encoded, batch, landscape, lookup, store, stats):
+def _soup(pair, encoded, batch_and_ends, landscape, lookup, store, stats):
     scratch = None
     for alpha in ALPHAS:
         point = lookup(soup_name(alpha))
         if point is None:
             scratch = scratch or copy.deepcopy(pair.post)
             blend_into(scratch, pair, alpha)
-            point = store(soup_name(alpha), _point(model_scores(scratch, encoded, batch, stats)))
+            point = store(soup_name(alpha), _point(model_scores(scratch, encoded, *batch_and_ends, stats)))
         landscape.soup[alpha] = point
         yield landscape
 
@@ -158,7 +163,7 @@ def shipped_points(context: str, folder: Path | None = None) -> dict[str, Point]
         if meta.get("cache_context") != context or meta.get("schema") != cache.SCHEMA_VERSION:
             continue
         rows = csv.DictReader(meta_path.with_name(meta_path.name.replace(".meta.json", ".csv")).open())
-        return {_row_name(row): Point(float(row["quality"]), float(row["diversity"])) for row in rows}
+        return {_row_name(row): Point(*(float(row[metric]) for metric in METRICS)) for row in rows}
     return {}
 
 
@@ -172,6 +177,10 @@ def _row_name(row: dict) -> str:
 
 def _point(per_prompt: torch.Tensor) -> Point:
     return Point(*crc_means(per_prompt))
+
+
+def _stored_point(value: dict) -> Point:
+    return Point(*(value[metric] for metric in METRICS))
 
 
 def _meta(pair: ModelPair, encoded: EncodedPrompts, context: str) -> dict:
