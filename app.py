@@ -21,12 +21,12 @@ if os.environ.get("SPACES_ZERO_GPU") and importlib.util.find_spec("spaces") is n
 import gradio as gr
 import pandas
 
-from slr_core import cached_sweep, figures, session
+from slr_core import cached_sweep, figures, inputs, session
 from slr_core.crc import valid_answers
 from slr_core.errors import SLRError
-from slr_core.export import export_hybrid, export_name, zip_folder
-from slr_core.hybrid import build_hybrid
-from slr_core.landscape import DEFAULT_RULE, Landscape
+from slr_core.export import export_name, export_restoration, zip_folder
+from slr_core.hybrid import Restoration, build_restored, interval_restoration, materialised_bytes
+from slr_core.landscape import DEFAULT_RULE, RESTORE_MODES, Landscape, Point
 from slr_core.metrics import embedding_dissimilarity
 from slr_core.presets import PRESETS
 from slr_core.registry import FairLock, LoadedPair, PairKey, PairRegistry
@@ -48,6 +48,7 @@ EXAMPLE_PROMPTS = [
 ]
 RULE_CHOICES = [("strict: valid answer, then the reply ends", "strict"), ("paper: first token", "paper")]
 QUALITY_MAP_CHOICES = [("strict Q", "strict_quality"), ("Q (first token)", "quality")]
+RESTORE_CHOICES = [("whole layers", "layer"), ("attention only", "attention"), ("MLP only", "mlp")]
 EVALUATE_NOTE = (
     "Downstream check of the CRC choice (paper, Section 4): the post-trained model, SLR with the best interval "
     "(under each selection rule), Proxy-Soup with the best α, SLR-Early/-Late controls of the same length and "
@@ -77,19 +78,34 @@ REGISTRY = PairRegistry(int(os.environ.get("SLR_MAX_PAIRS", "2")))
 
 
 @gpu(duration=600)
-def sweep_steps(key: PairKey, missing: set[tuple[int, int]]) -> Iterator[Landscape]:
+def sweep_steps(key: PairKey, missing: set[tuple[int, int]], mode: str = "layer") -> Iterator[Landscape]:
     """Compute what the cache lacks (references, intervals, soup), yielding snapshots as results come."""
     entry = REGISTRY.get(key)
-    steps = cached_sweep.survey(entry.pair, entry.encoded, intervals=missing, soup=True)
+    steps = cached_sweep.survey(entry.pair, entry.encoded, intervals=missing, soup=True, mode=mode)
     yield from session.in_turns(steps, DEVICE_TURN)
 
 
 @gpu(duration=180)
-def stream_model(key: PairKey, which: str, interval, prompt: str, settings: SamplingSettings) -> Iterator:
-    """Replies of the pair's post or pre model, or this request's own hybrid, as they grow."""
+def stream_model(key: PairKey, which: str, hybrid, prompt: str, settings: SamplingSettings) -> Iterator:
+    """Replies of the pair's post or pre model, or this request's own hybrid (an interval or a
+    Restoration), as they grow."""
     pair = REGISTRY.get(key).pair
-    model = build_hybrid(pair, *interval) if which == "hybrid" else getattr(pair, which)
+    if which == "hybrid":
+        restoration = hybrid if isinstance(hybrid, Restoration) else interval_restoration(*hybrid)
+        model = build_restored(pair, restoration)
+    else:
+        model = getattr(pair, which)
     yield from stream_samples(model, pair.tokenizer, prompt, settings, turn=DEVICE_TURN, every=STREAM_SECONDS)
+
+
+@gpu(duration=300)
+def lambda_points(key: PairKey, restoration: Restoration, post: Point | None) -> dict[float, Point]:
+    """CRC of the restoration at lambda = 0, 0.1, ..., 1 (cached per point)."""
+    from slr_core.modes import lambda_slice
+
+    entry = REGISTRY.get(key)
+    with DEVICE_TURN:
+        return lambda_slice(entry.pair, entry.encoded, restoration, post)
 
 
 @gpu(duration=600)
@@ -131,6 +147,8 @@ class Page:
             self.tradeoff: view.tradeoff(),
             self.references: view.references(),
             self.summary: view.summary(),
+            self.modes_summary: view.modes_summary(),
+            self.modes_plot: view.modes_figure(),
             self.drift: figures.drift_figure(drift, suggested) if drift is not None else None,
             self.start: suggested[0] if suggested else None,
             self.end: suggested[1] if suggested else None,
@@ -147,7 +165,15 @@ class Page:
             entry = REGISTRY.get(key)
         except SLRError as error:
             raise gr.Error(str(error)) from error
-        landscape = cached_sweep.stored_landscape(entry.pair, entry.encoded)
+        except Exception as error:  # e.g. out of memory half-way: the pair on screen stays as it was
+            raise gr.Error(
+                f"Could not load {key[0]} / {key[1]} ({type(error).__name__}: {error}). "
+                "The pair shown before is unchanged."
+            ) from error
+        stored = {
+            mode: cached_sweep.stored_landscape(entry.pair, entry.encoded, mode) for mode in RESTORE_MODES
+        }
+        landscape, view.landscapes, view.lambda_slice = stored[view.mode], stored, None
         view.key, view.landscape, view.selected = key, landscape, None
         view.generation, complete = view.generation + 1, cached_sweep.is_complete(landscape)
         return {
@@ -162,6 +188,28 @@ class Page:
         """A new visitor: show the default pair."""
         return self.show_pair(view, *session.default_sources(), progress=progress)
 
+    def change_mode(self, view: SessionView, mode: str) -> dict:
+        """Show whole-layer, attention-only or MLP-only restoration; a mode not swept yet is swept now."""
+        entry = require_pair(view)
+        view.show_mode(mode, cached_sweep.stored_landscape(entry.pair, entry.encoded, mode))
+        complete = cached_sweep.is_complete(view.landscape)
+        return {
+            **self.view_update(view),
+            self.sweep_status: sweep_status(view.landscape, running=False),
+            self.sweep_token: gr.skip() if complete else f"{view.generation}:{time.time()}",
+        }
+
+    def slice_lambda(self, view: SessionView, layers: str) -> dict:
+        """Put the chosen hybrid's lambda slice (lambda = 0 ... 1) on the trade-off plot."""
+        require_pair(view)
+        try:
+            restoration = view.restoration(layers, 1.0)
+            points = lambda_points(view.key, restoration, view.landscape.post)
+        except (ValueError, SLRError) as error:
+            raise gr.Error(str(error)) from error
+        view.lambda_slice = (restoration.label, points)
+        return {self.tradeoff: view.tradeoff()}
+
     def pick_preset(self, name: str) -> dict:
         """Fill the source boxes from a preset (custom leaves them as typed)."""
         return {self.pre_box: PRESETS[name].pre, self.post_box: PRESETS[name].post} if name in PRESETS else {}
@@ -173,7 +221,7 @@ class Page:
         # One bar, set directly: under track_tqdm Gradio would count an outer bar into the sweep's inner one.
         progress(view.progress(), desc="CRC landscape", unit="result")
         try:
-            for running in view.follow(sweep_steps(view.key, view.missing()), UPDATE_SECONDS):
+            for running in view.follow(sweep_steps(view.key, view.missing(), view.mode), UPDATE_SECONDS):
                 progress(view.progress(), desc="CRC landscape", unit="result")
                 yield {**self.view_update(view), self.sweep_status: sweep_status(view.landscape, running)}
         except SLRError as error:
@@ -204,27 +252,56 @@ class Page:
 
     def change_view(self, view: SessionView, fraction: float, rule: str, quality_map: str) -> dict:
         """A new q_min fraction, selection rule or quality map: the best interval and its markers move."""
-        view.q_fraction, view.rule, view.quality_map = float(fraction), rule, quality_map
+        try:
+            fraction = inputs.q_fraction(fraction)
+        except SLRError as error:
+            raise gr.Error(str(error)) from error
+        view.q_fraction, view.rule, view.quality_map = fraction, rule, quality_map
         return self.view_update(view) if view.landscape is not None else {}
 
-    def compare(self, view, prompt, num_samples, min_p, temperature, max_new_tokens, seed, include_pre):
-        """Sample the post-trained model, the selected hybrid (and the pre-trained one), streaming."""
+    def compare(
+        self,
+        view,
+        prompt,
+        num_samples,
+        min_p,
+        temperature,
+        max_new_tokens,
+        seed,
+        include_pre,
+        layers="",
+        lam=1.0,
+    ):
+        """Sample the post-trained model, the chosen hybrid (and the pre-trained one), streaming.
+
+        The hybrid is the selected interval, or the typed layers, in the shown restore mode at fraction `lam`.
+        """
         entry = require_pair(view)
-        if view.selected is None:
-            raise gr.Error("Click a heatmap cell (or type an interval) to choose the hybrid to compare.")
+        if view.selected is None and not (layers or "").strip():
+            raise gr.Error(
+                "Click a heatmap cell (or type an interval or layers) to choose the hybrid to compare."
+            )
         prompt = (prompt or "").strip()
         if not prompt:
             raise gr.Error("Write a prompt first (or pick an example).")
         try:
             settings = SamplingSettings.from_values(num_samples, min_p, temperature, max_new_tokens, seed)
         except ValueError as error:
-            raise gr.Error(f"Sampling settings: {error}.") from error
-        panel = ComparePanel(view.selected, settings, bool(include_pre), valid_answers(prompt))
-        header = {self.compare_info: session.compare_header(entry.pair, view.selected, settings, prompt)}
+            raise gr.Error(f"Sampling settings: {error}") from error
+        try:
+            restoration = view.restoration(layers or "", 1.0 if lam is None else lam)
+        except (ValueError, SLRError) as error:
+            raise gr.Error(str(error)) from error
+        interval = restoration.interval or (restoration.layers[0], restoration.layers[-1])
+        partial = None if restoration == interval_restoration(*interval) else restoration
+        panel = ComparePanel(interval, settings, bool(include_pre), valid_answers(prompt), partial)
+        new_bytes = materialised_bytes(entry.pair, restoration)
+        text = session.compare_header(entry.pair, interval, settings, prompt, restoration, new_bytes)
+        header = {self.compare_info: text}
         yield {**header, **self.columns_update(panel, *panel.models)}
         try:
             for which in panel.fill(
-                lambda which: stream_model(view.key, which, panel.interval, prompt, settings)
+                lambda which: stream_model(view.key, which, restoration, prompt, settings)
             ):
                 yield {**header, **self.columns_update(panel, which)}
         except Exception as error:  # e.g. out of memory; the other columns keep their samples
@@ -241,21 +318,31 @@ class Page:
             update[plot] = gr.update(value=histogram, visible=histogram is not None)
         return update
 
-    def export_selected(self, view: SessionView, start, end, progress=PROGRESS) -> dict:
-        """Export the chosen hybrid as a Hugging Face model folder and offer it as a zip."""
-        entry, interval = require_pair(view), require_interval(view, start, end)
-        progress(0.1, desc=f"Writing hybrid [{interval[0]}, {interval[1]}]")
-        folder = export_root() / export_name(entry.pair, interval)
-        command = f"SLR Explorer app: export hybrid [{interval[0]}, {interval[1]}] of {entry.pair.label}"
+    def export_selected(self, view: SessionView, start, end, layers="", lam=1.0, progress=PROGRESS) -> dict:
+        """Export the chosen hybrid (interval or typed layers, shown mode, fraction) as a zipped model folder."""
+        entry = require_pair(view)
+        try:
+            if (layers or "").strip():
+                restoration = view.restoration(layers, 1.0 if lam is None else lam)
+            else:
+                interval = require_interval(view, start, end)
+                restoration = interval_restoration(*interval, view.mode, 1.0 if lam is None else float(lam))
+                restoration.check(entry.pair.num_layers)
+        except (ValueError, SLRError) as error:
+            raise gr.Error(str(error)) from error
+        interval = restoration.interval or (restoration.layers[0], restoration.layers[-1])
+        progress(0.1, desc=f"Writing hybrid {restoration.label}")
+        folder = export_root() / export_name(entry.pair, interval, restoration)
+        command = f"SLR Explorer app: export hybrid {restoration.label} of {entry.pair.label}"
         try:
             landscape, fraction = view.landscape, view.q_fraction
-            written = export_hybrid(
-                entry.pair, *interval, folder, landscape, True, command, q_fraction=fraction
+            written = export_restoration(
+                entry.pair, restoration, folder, landscape, True, command, q_fraction=fraction
             )
             archive = zip_folder(written)
         except (SLRError, OSError) as error:
             raise gr.Error(f"Export failed: {error}") from error
-        note = f"Exported hybrid [{interval[0]}, {interval[1]}] to the server's export folder as `{archive.name}`."
+        note = f"Exported hybrid {restoration.label} to the server's export folder as `{archive.name}`."
         return {self.export_file: gr.update(value=str(archive), visible=True), self.export_note: note}
 
     def evaluate(self, view, task, quick, temperatures, seed, progress=TRACKED_PROGRESS) -> dict:
@@ -263,15 +350,19 @@ class Page:
         from slr_core.evaluation import figure_data, format_table, results_frame
 
         require_pair(view)
-        if view.landscape is None or not cached_sweep.is_complete(view.landscape):
+        if not temperatures:
+            raise gr.Error("Pick at least one temperature.")
+        try:
+            temperatures, seed = sorted(inputs.temperature(t) for t in temperatures), inputs.seed(seed)
+        except SLRError as error:
+            raise gr.Error(str(error)) from error
+        landscape = view.all_modes().get("layer")  # the evaluation restores whole layers
+        if landscape is None or not cached_sweep.is_complete(landscape):
             raise gr.Error(
                 "The CRC landscape of this pair is not complete yet: wait for the sweep, then evaluate."
             )
-        if not temperatures:
-            raise gr.Error("Pick at least one temperature.")
-        temperatures = sorted(map(float, temperatures))
         try:
-            results = evaluation_results(view.key, view.landscape, task, bool(quick), temperatures, int(seed))
+            results = evaluation_results(view.key, landscape, task, bool(quick), temperatures, seed)
         except SLRError as error:
             raise gr.Error(str(error)) from error
         return {
@@ -318,6 +409,9 @@ def build_page() -> Page:
                 page.heat_stop = heatmap_component("heatmap-stop")
             with gr.Row():
                 with gr.Column(min_width=300, scale=1):
+                    page.restore = gr.Radio(
+                        RESTORE_CHOICES, value="layer", label="Restore", elem_id="slr-restore"
+                    )
                     page.rule = gr.Radio(
                         RULE_CHOICES, value=DEFAULT_RULE, label="Selection rule", elem_id="slr-rule"
                     )
@@ -333,6 +427,10 @@ def build_page() -> Page:
                     with gr.Row():
                         page.start = gr.Number(None, label="start i", precision=0, minimum=0)
                         page.end = gr.Number(None, label="end j", precision=0, minimum=0)
+                    with gr.Accordion("Any layers, or a fraction λ", open=False):
+                        page.layers = gr.Textbox("", label="layers (e.g. 3,5,9-11; empty: the interval)")
+                        page.fraction = gr.Slider(0.05, 1.0, 1.0, step=0.05, label="λ: (1-λ)·post + λ·pre")
+                        page.slice_button = gr.Button("λ slice 0…1 on the trade-off plot", size="sm")
                     with gr.Row():
                         page.best_button = gr.Button("Select best ★", size="sm")
                         page.compare_button = gr.Button("Compare", variant="primary", size="sm")
@@ -345,6 +443,9 @@ def build_page() -> Page:
             page.sweep_status = gr.Markdown(elem_id="slr-sweep-status")
             with gr.Row():
                 page.tradeoff, page.drift = gr.Plot(show_label=False), gr.Plot(show_label=False)
+            with gr.Row():
+                page.modes_summary = gr.Markdown(elem_id="slr-modes-summary")
+                page.modes_plot = gr.Plot(show_label=False)
             gr.Markdown("### Compare samples")
             with gr.Row():
                 page.prompt = gr.Textbox(EXAMPLE_PROMPTS[0], label="Prompt", lines=2, scale=4)
@@ -396,8 +497,9 @@ def wire(page: Page) -> None:
     """The page's events."""
     heatmaps = [page.heat_quality, page.heat_diversity, page.heat_stop]
     view_outputs = [*heatmaps, page.tradeoff, page.references, page.summary, page.drift, page.start, page.end]
+    view_outputs += [page.modes_summary, page.modes_plot]
     pair_outputs = [*view_outputs, page.pair_info, page.sweep_status, page.export_file, page.sweep_token]
-    compare_inputs = [page.view, page.prompt, *page.sampling, page.include_pre]
+    compare_inputs = [page.view, page.prompt, *page.sampling, page.include_pre, page.layers, page.fraction]
     compare_outputs = [page.compare_info, *(box for boxes in page.columns.values() for box in boxes)]
     light = {"concurrency_id": "view", "concurrency_limit": 8, "show_progress": "hidden"}
     sampling = {"concurrency_id": "sample", "concurrency_limit": 2, "show_progress": "hidden"}
@@ -416,8 +518,8 @@ def wire(page: Page) -> None:
     selections += [(page.compare_button.click, page.select_typed, [page.start, page.end], "once")]
     selections += [(page.best_button.click, page.select_best, [], "once")]
     compare_events = []
-    for trigger, handler, inputs, mode in selections:
-        picked = trigger(handler, [page.view, *inputs], view_outputs, trigger_mode=mode, **light)
+    for trigger, handler, fields, mode in selections:
+        picked = trigger(handler, [page.view, *fields], view_outputs, trigger_mode=mode, **light)
         compare_events.append(picked.then(page.compare, compare_inputs, compare_outputs, **sampling))
     compare_events.append(page.sample_button.click(page.compare, compare_inputs, compare_outputs, **sampling))
     for trigger, *_ in selections:  # a new choice stops the samples still streaming for the previous one
@@ -428,10 +530,14 @@ def wire(page: Page) -> None:
     page.include_pre.change(
         lambda shown: gr.update(visible=shown), [page.include_pre], [page.column_boxes["pre"]], queue=False
     )
+    # A mode not swept yet changes the sweep token, which starts its sweep (and stops the last mode's).
+    mode_outputs = [*view_outputs, page.sweep_status, page.sweep_token]
+    page.restore.change(page.change_mode, [page.view, page.restore], mode_outputs, **light)
+    page.slice_button.click(page.slice_lambda, [page.view, page.layers], [page.tradeoff], **sampling)
     export = [page.export_file, page.export_note]
     page.export_button.click(
         page.export_selected,
-        [page.view, page.start, page.end],
+        [page.view, page.start, page.end, page.layers, page.fraction],
         export,
         concurrency_id="export",
         concurrency_limit=1,
@@ -456,7 +562,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--host", default=host, help=f"interface to listen on (default {host}; 0.0.0.0 for all)"
     )
-    parser.add_argument("--port", type=int, default=port, help=f"port (default {port})")
+    port_number = inputs.flag(inputs.whole_number, low=1, high=65535)
+    parser.add_argument("--port", type=port_number, default=port, help=f"port (default {port})")
     parser.add_argument("--pre", help="pre-trained model: hub id[@rev], folder, .gguf or demo:pre")
     parser.add_argument("--post", help="post-trained model (same forms)")
     parser.add_argument("--device", default="auto", choices=DEVICES)

@@ -33,6 +33,12 @@ LAYER_LIST_NAMES = ("layers", "h", "blocks", "layer")
 # Head scalings the text config may carry: applied when the model's forward names them.
 SCALE_KNOBS = ("logits_scaling", "logit_scale", "lm_head_multiplier", "output_multiplier")
 
+# Names of a decoder layer's attention child and of its feed-forward (MLP or MoE) child, by family.
+BLOCK_NAMES = {
+    "attention": ("self_attn", "attention", "attn", "self_attention"),
+    "mlp": ("mlp", "block_sparse_moe", "feed_forward", "moe", "ffn"),
+}
+
 # Families transformers loads as causal LMs whose decoder layers exchange state outside the hidden
 # states (so one layer cannot be swapped or replayed on its own), keyed by model_type. Any other model
 # whose config shares keys and values across layers (`kv_sharing_modes`) is refused the same way.
@@ -244,6 +250,44 @@ def head_logits(model: nn.Module, hidden_states: torch.Tensor) -> torch.Tensor:
     if arch.softcap is not None:
         logits = torch.tanh(logits / arch.softcap) * arch.softcap
     return logits
+
+
+def block_name(layer: nn.Module, block: str) -> str:
+    """The name of `layer`'s attention child (block 'attention') or feed-forward child ('mlp')."""
+    found = [name for name in BLOCK_NAMES[block] if isinstance(layer._modules.get(name), nn.Module)]
+    if len(found) != 1:
+        children = ", ".join(layer._modules) or "none"
+        raise UnsupportedArchitectureError(
+            f"{type(layer).__name__} has no single {block} submodule (children: {children}); restore "
+            "whole layers (--restore layer) for this model."
+        )
+    return found[0]
+
+
+def is_norm(module: nn.Module) -> bool:
+    """Whether `module` is a normalisation layer (LayerNorm, RMSNorm or a family's own *Norm)."""
+    return _is_norm(module)
+
+
+def checkpoint_module_path(model: nn.Module, path: str) -> str:
+    """The checkpoint-file name prefix of the tensors under module `path` (what mergekit reads), e.g.
+    'model.layers.3.block_sparse_moe' for Mixtral's 'model.layers.3.mlp'; `path` where nothing is renamed."""
+    try:
+        from transformers.core_model_loading import revert_weight_conversion
+    except ImportError:
+        return path
+    # Smallest tensors first: a router or norm renames alone, a fused expert tensor needs its siblings.
+    named = sorted(model.get_submodule(path).state_dict().items(), key=lambda item: item[1].numel())
+    for name, tensor in named:
+        try:
+            reverted = revert_weight_conversion(model, {f"{path}.{name}": tensor})
+        except Exception:  # noqa: BLE001 - a converter that needs its sibling tensors: try the next
+            continue
+        if len(reverted) == 1:
+            key = next(iter(reverted))
+            if key.endswith(f".{name}"):
+                return key[: -len(name) - 1]
+    return path
 
 
 def checkpoint_layers_path(model: nn.Module) -> str:

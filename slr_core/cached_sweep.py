@@ -6,25 +6,35 @@ import copy
 import csv
 import hashlib
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict
 from pathlib import Path
 
 import torch
 
 from . import cache
+from .capture import Reference
 from .chat import end_of_turn_ids
 from .crc import EncodedPrompts, crc_means
+from .hybrid import check_mode
 from .landscape import METRICS, Landscape, Point
 from .models import ModelPair
 from .soup import ALPHAS, blend_into
 from .sweep import Stats, make_batch, model_scores, sweep_intervals
 
 
-def context_id(pair: ModelPair, encoded: EncodedPrompts) -> str:
-    """Cache context: the pair's identity (fingerprints, dtype, device type), prompts and end tokens."""
+def context_id(pair: ModelPair, encoded: EncodedPrompts, mode: str = "layer") -> str:
+    """Cache context: the pair's identity (fingerprints, dtype, device type), prompts, end tokens and
+    restore mode (whole layers keep the context they always had, so old caches and assets still match)."""
     text = f"{pair.identity}|{encoded.digest}|end={end_of_turn_ids(pair.tokenizer)}"
+    text += "" if check_mode(mode) == "layer" else f"|restore={mode}"
     return hashlib.sha256(text.encode()).hexdigest()[:24]
+
+
+def _contexts(pair: ModelPair, encoded: EncodedPrompts, mode: str) -> Callable[[str], str]:
+    # Post, pre and soup results do not depend on the mode: every mode shares the whole-layer ones.
+    shared, own = context_id(pair, encoded), context_id(pair, encoded, mode)
+    return lambda name: own if name.startswith("interval/") else shared
 
 
 def all_intervals(num_layers: int) -> set[tuple[int, int]]:
@@ -73,15 +83,15 @@ def _place(landscape: Landscape, name: str, point: Point) -> None:
         landscape.soup[float(rest)] = point
 
 
-def stored_landscape(pair: ModelPair, encoded: EncodedPrompts) -> Landscape:
+def stored_landscape(pair: ModelPair, encoded: EncodedPrompts, mode: str = "layer") -> Landscape:
     """Whatever of the pair's landscape is in the cache or shipped in assets/, computing nothing."""
-    context = context_id(pair, encoded)
-    landscape = Landscape(pair.num_layers, meta=_meta(pair, encoded, context))
+    context = _contexts(pair, encoded, mode)
+    landscape = Landscape(pair.num_layers, meta=_meta(pair, encoded, context("interval/"), mode))
     names = result_names(pair.num_layers)
-    stored = cache.get_results([cache.result_key(context, name) for name in names])  # one read
-    shipped = shipped_points(context)
+    stored = cache.get_results([cache.result_key(context(name), name) for name in names])  # one read
+    shipped = _shipped(context)
     for name in names:
-        value = stored[cache.result_key(context, name)]
+        value = stored[cache.result_key(context(name), name)]
         point = _stored_point(value) if value else shipped.get(name)
         if point is not None:
             _place(landscape, name, point)
@@ -96,31 +106,37 @@ def survey(
     use_cache: bool = True,
     batch_tokens: int = 16384,
     stats: Stats | None = None,
+    mode: str = "layer",
 ) -> Iterator[Landscape]:
-    """Yield the landscape after each new result; cached results are read, new ones stored at once."""
-    wanted = intervals if intervals is not None else all_intervals(pair.num_layers)
-    context = context_id(pair, encoded)
-    landscape = Landscape(pair.num_layers, meta=_meta(pair, encoded, context))
+    """Yield the landscape after each new result; cached results are read, new ones stored at once.
 
-    shipped = shipped_points(context) if use_cache else {}
+    `mode` restores whole layers, attention only or MLP only (hybrid.RESTORE_MODES)."""
+    wanted = intervals if intervals is not None else all_intervals(pair.num_layers)
+    context = _contexts(pair, encoded, mode)
+    landscape = Landscape(pair.num_layers, meta=_meta(pair, encoded, context("interval/"), mode))
+
+    shipped = _shipped(context) if use_cache else {}
 
     def lookup(name):
-        value = cache.get_result(cache.result_key(context, name)) if use_cache else None
+        value = cache.get_result(cache.result_key(context(name), name)) if use_cache else None
         if value is None and name in shipped:  # a landscape shipped in assets/, same context
             return store(name, shipped[name])
         return _stored_point(value) if value else None
 
     def store(name, point):
         if use_cache:
-            cache.put_result(cache.result_key(context, name), asdict(point))
+            cache.put_result(cache.result_key(context(name), name), asdict(point))
         return point
 
     batch, end_ids = (
         make_batch(encoded, pair.tokenizer.pad_token_id, pair.device),
         end_of_turn_ids(pair.tokenizer),
     )
+    reference = Reference(pair.post, batch)  # pre and soups replay the post model's layer calls
     for name, model in (("post", pair.post), ("pre", pair.pre)):
-        point = lookup(name) or store(name, _point(model_scores(model, encoded, batch, end_ids, stats)))
+        point = lookup(name)
+        if point is None:
+            point = store(name, _point(model_scores(model, encoded, batch, end_ids, stats, reference)))
         setattr(landscape, name, point)
         yield landscape
     missing = set()
@@ -133,22 +149,24 @@ def survey(
     if landscape.intervals:
         yield landscape
     if missing:
-        for result in sweep_intervals(pair, encoded, missing, batch_tokens, stats):
+        for result in sweep_intervals(pair, encoded, missing, batch_tokens, stats, mode):
             point = store(interval_name(result.start, result.end), _point(result.per_prompt))
             landscape.intervals[(result.start, result.end)] = point
             yield landscape
     if soup:
-        yield from _soup(pair, encoded, (batch, end_ids), landscape, lookup, store, stats)
+        yield from _soup(pair, encoded, (batch, end_ids, reference), landscape, lookup, store, stats)
 
 
-def _soup(pair, encoded, batch_and_ends, landscape, lookup, store, stats):
+def _soup(pair, encoded, scoring, landscape, lookup, store, stats):
     scratch = None
     for alpha in ALPHAS:
         point = lookup(soup_name(alpha))
         if point is None:
             scratch = scratch or copy.deepcopy(pair.post)
             blend_into(scratch, pair, alpha)
-            point = store(soup_name(alpha), _point(model_scores(scratch, encoded, *batch_and_ends, stats)))
+            batch, end_ids, reference = scoring
+            scores = model_scores(scratch, encoded, batch, end_ids, stats, reference)
+            point = store(soup_name(alpha), _point(scores))
         landscape.soup[alpha] = point
         yield landscape
 
@@ -167,6 +185,15 @@ def shipped_points(context: str, folder: Path | None = None) -> dict[str, Point]
     return {}
 
 
+def _shipped(context: Callable[[str], str]) -> dict[str, Point]:
+    # Each result only from a shipped landscape of its own context (never another mode's intervals).
+    found = {}
+    for shared_or_own in dict.fromkeys((context("post"), context("interval/"))):
+        points = shipped_points(shared_or_own)
+        found.update({name: point for name, point in points.items() if context(name) == shared_or_own})
+    return found
+
+
 def _row_name(row: dict) -> str:
     if row["kind"] == "interval":
         return interval_name(int(row["start"]), int(row["end"]))
@@ -183,11 +210,12 @@ def _stored_point(value: dict) -> Point:
     return Point(*(value[metric] for metric in METRICS))
 
 
-def _meta(pair: ModelPair, encoded: EncodedPrompts, context: str) -> dict:
+def _meta(pair: ModelPair, encoded: EncodedPrompts, context: str, mode: str = "layer") -> dict:
     return {
         **pair.provenance(),
         "prompt_set": encoded.digest,
         "num_prompts": len(encoded),
+        "restore": mode,
         "cache_context": context,
         "schema": cache.SCHEMA_VERSION,
     }

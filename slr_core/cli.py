@@ -8,9 +8,9 @@ import sys
 import time
 
 from .errors import SLRError
-from .landscape import DEFAULT_RULE, RULES
+from .inputs import flag, output_file, q_fraction, q_min, real_number, seed, temperature, whole_number
+from .landscape import DEFAULT_RULE, RESTORE_MODES, RULES
 from .settings import DEFAULT_Q_FRACTION, DEVICES, DTYPES
-from .summary import summary_text
 
 
 def _pair_arguments(parser: argparse.ArgumentParser) -> None:
@@ -24,7 +24,21 @@ def _pair_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--trust-remote-code", action="store_true")
     parser.add_argument("--prompts", help="CRC prompt set JSON (default: the paper-style 40 prompts)")
     parser.add_argument("--no-cache", action="store_true", help="neither read nor write the cache")
-    parser.add_argument("--batch-tokens", type=int, default=16384, help="tokens per layer call (memory knob)")
+    parser.add_argument(
+        "--batch-tokens",
+        type=flag(whole_number, low=1),
+        default=16384,
+        help="tokens per layer call (memory knob)",
+    )
+
+
+def _restore_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--restore",
+        choices=RESTORE_MODES,
+        default="layer",
+        help="what comes back in each restored layer: the whole layer, attention only, or MLP only",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -33,9 +47,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     sweep = sub.add_parser("sweep", help="CRC quality and diversity of every interval, as CSV")
     _pair_arguments(sweep)
-    sweep.add_argument("--out", default="landscape.csv")
-    sweep.add_argument("--intervals", help="only these intervals, e.g. 0-3,5-9")
+    sweep.add_argument("--out", type=flag(output_file), default="landscape.csv")
+    sweep.add_argument("--intervals", type=flag(interval_list), help="only these intervals, e.g. 0-3,5-9")
     sweep.add_argument("--soup", action="store_true", help="also score Proxy-Soup alphas 0..1")
+    _restore_argument(sweep)
     best = sub.add_parser("best", help="the selected interval under both rules (max D s.t. quality >= q_min)")
     _pair_arguments(best)
     best.add_argument(
@@ -44,23 +59,39 @@ def build_parser() -> argparse.ArgumentParser:
         default=DEFAULT_RULE,
         help="strict: threshold strict quality (answer, then end of turn); paper: first-token Q",
     )
-    best.add_argument(
-        "--q-fraction", type=float, default=DEFAULT_Q_FRACTION, help="q_min = this x the post model's quality"
+    threshold = best.add_mutually_exclusive_group()
+    threshold.add_argument(
+        "--q-fraction",
+        type=flag(q_fraction),
+        default=DEFAULT_Q_FRACTION,
+        help="q_min = this x the post model's quality",
     )
-    best.add_argument(
-        "--q-min", type=float, help="an absolute q_min for --rule's quality (overrides --q-fraction)"
-    )
+    threshold.add_argument("--q-min", type=flag(q_min), help="an absolute q_min for --rule's quality")
+    _restore_argument(best)
     prompts = sub.add_parser("prompts", help="write the CRC prompt set as fed to a model")
     prompts.add_argument("--model", default="demo:post")
     prompts.add_argument("--prompts", help="a prompt set JSON to re-encode")
-    prompts.add_argument("--out", required=True)
+    prompts.add_argument("--out", type=flag(output_file), required=True)
     bench = sub.add_parser("bench", help="time the naive paper-style loop against the sweep")
     _pair_arguments(bench)
-    bench.add_argument("--intervals", help="limit both to these intervals")
-    bench.add_argument("--num-prompts", type=int, help="use this many prompts, evenly spread (CPU time)")
+    bench.add_argument("--intervals", type=flag(interval_list), help="limit both to these intervals")
+    bench.add_argument(
+        "--num-prompts",
+        type=flag(whole_number, low=1),
+        help="use this many prompts, evenly spread (CPU time)",
+    )
     export = sub.add_parser("export", help="write a hybrid as a Hugging Face model folder")
     _pair_arguments(export)
-    export.add_argument("--interval", type=int, nargs=2, metavar=("I", "J"), required=True)
+    which = export.add_mutually_exclusive_group(required=True)
+    which.add_argument("--interval", type=flag(whole_number, low=0), nargs=2, metavar=("I", "J"))
+    which.add_argument("--layers", help="any set of layers instead of an interval, e.g. 3,5,9-11")
+    _restore_argument(export)
+    export.add_argument(
+        "--fraction",
+        type=flag(real_number, low=0, high=1, low_open=True),
+        default=1.0,
+        help="lambda in (0, 1]: (1-λ)·post + λ·pre",
+    )
     export.add_argument("--out", required=True)
     export.add_argument("--overwrite", action="store_true")
     export.add_argument("--push-to-hub", metavar="REPO_ID", help="also upload (needs HF_TOKEN)")
@@ -68,30 +99,56 @@ def build_parser() -> argparse.ArgumentParser:
     _pair_arguments(evaluate)
     evaluate.add_argument("--task", choices=["qa", "writing"], required=True)
     evaluate.add_argument("--quick", action="store_true", help="fewer questions and samples (CPU)")
-    evaluate.add_argument("--temperatures", type=float, nargs="+", default=[1.0, 1.5])
-    evaluate.add_argument("--seed", type=int, default=0)
-    evaluate.add_argument("--out", default="results.json")
+    evaluate.add_argument("--temperatures", type=flag(temperature), nargs="+", default=[1.0, 1.5])
+    evaluate.add_argument("--seed", type=flag(seed), default=0)
+    evaluate.add_argument("--out", type=flag(output_file), default="results.json")
     sub.add_parser("presets", help="list the named pairs")
     return parser
 
 
-def _load(args):
-    from .models import load_pair
+def interval_list(text: str, name: str = "") -> str:
+    """--intervals as typed, once its form ('0-3,5-9,7') reads; the bounds wait for the model's depth."""
+    from .landscape import parse_intervals
+
+    parse_intervals(text)
+    return text
+
+
+def _sources(args):
+    """The pair's sources, from --preset or --pre/--post, checked without loading anything."""
     from .presets import get_preset
-    from .settings import Settings
+    from .sources import parse_source
 
     if args.preset:
         preset = get_preset(args.preset)
         args.pre, args.post = preset.pre, preset.post
+    return parse_source(args.pre), parse_source(args.post)
+
+
+def _prompt_set(args) -> list:
+    """The CRC prompts of --prompts (read and checked once), else the paper-style set."""
+    from .crc import default_prompts, load_prompts
+
+    if getattr(args, "prompt_set", None) is None:
+        args.prompt_set = load_prompts(args.prompts) if args.prompts else default_prompts()
+    return args.prompt_set
+
+
+def _load(args):
+    """The pair, loaded once everything that needs no model checks out: sources, device, prompt set."""
+    _sources(args)  # first: a mistyped source is the commonest mistake, and this needs no torch
+    from .models import load_pair
+    from .settings import Settings
+
     settings = Settings(device=args.device, dtype=args.dtype, trust_remote_code=args.trust_remote_code)
+    _prompt_set(args)
     return load_pair(args.pre, args.post, settings)
 
 
 def _encoded(args, tokenizer):
-    from .crc import default_prompts, encode_prompts, load_prompts
+    from .crc import encode_prompts
 
-    prompts = load_prompts(args.prompts) if args.prompts else default_prompts()
-    return encode_prompts(tokenizer, prompts)
+    return encode_prompts(tokenizer, _prompt_set(args))
 
 
 def _landscape(args, pair, intervals=None, soup=False):
@@ -100,21 +157,22 @@ def _landscape(args, pair, intervals=None, soup=False):
 
     wanted = parse_intervals(intervals, pair.num_layers) if intervals else None
     encoded = _encoded(args, pair.tokenizer)
-    run = survey(pair, encoded, wanted, soup, not args.no_cache, args.batch_tokens)
+    mode = getattr(args, "restore", "layer")
+    run = survey(pair, encoded, wanted, soup, not args.no_cache, args.batch_tokens, mode=mode)
     return complete(run)
 
 
 def cmd_sweep(args) -> None:
-    from .export import write_csv
-
     started = time.perf_counter()
     pair = _load(args)
     loaded = time.perf_counter()
     landscape = _landscape(args, pair, args.intervals, args.soup)
     swept = time.perf_counter()
+    from .export import write_csv  # here, not on top: a bad argument is refused before torch is imported
+
     landscape.meta["command"] = shlex.join(["python", "-m", "slr_core", *args.argv])
     write_csv(landscape, args.out)
-    print(f"pair: {pair.label}; N = {pair.num_layers} layers")
+    print(f"pair: {pair.label}; N = {pair.num_layers} layers; restore: {args.restore}")
     print(
         f"loaded in {loaded - started:.1f} s; swept {len(landscape.intervals)} intervals in {swept - loaded:.1f} s"
     )
@@ -134,16 +192,18 @@ def cmd_best(args) -> None:
 
 
 def _print_summary(landscape, fraction: float) -> None:
+    from .summary import summary_text  # imports torch: not before the arguments are checked
+
     print(summary_text(landscape, fraction))
 
 
 def cmd_prompts(args) -> None:
-    from .crc import default_prompts, encode_prompts, load_prompts
+    from .crc import encode_prompts
     from .files import write_json
     from .models import load_tokenizer
 
+    prompts = _prompt_set(args)
     tokenizer = load_tokenizer(args.model)
-    prompts = load_prompts(args.prompts) if args.prompts else default_prompts()
     encoded = encode_prompts(tokenizer, prompts)
     rows = [
         {"instruction": p.instruction, "valid": list(p.valid), "input_ids": ids}
@@ -154,9 +214,11 @@ def cmd_prompts(args) -> None:
 
 
 def cmd_bench(args) -> None:
+    if args.num_prompts:
+        whole_number(args.num_prompts, "--num-prompts", 1, len(_prompt_set(args)))
+    pair = _load(args)
     from .benchmark import run_benchmark
 
-    pair = _load(args)
     encoded = _encoded(args, pair.tokenizer)
     if args.num_prompts:
         step = max(1, len(encoded) // args.num_prompts)
@@ -166,25 +228,47 @@ def cmd_bench(args) -> None:
 
 
 def cmd_export(args) -> None:
-    from .export import export_hybrid
+    from .export import export_restoration
+    from .hybrid import Restoration, check_interval, interval_restoration, parse_layers
 
+    _check_export(args)
     pair = _load(args)
-    start, end = args.interval
+    if args.layers:
+        restoration = Restoration(parse_layers(args.layers, pair.num_layers), args.restore, args.fraction)
+    else:
+        check_interval(*args.interval, pair.num_layers)
+        restoration = interval_restoration(*args.interval, args.restore, args.fraction)
+    restoration.check(pair.num_layers)
     landscape = _landscape(args, pair)
     command = shlex.join(["python", "-m", "slr_core", *args.argv])
-    folder = export_hybrid(pair, start, end, args.out, landscape, args.overwrite, command)
-    print(f"wrote hybrid [{start}, {end}] to {folder}")
+    folder = export_restoration(pair, restoration, args.out, landscape, args.overwrite, command)
+    print(f"wrote hybrid {restoration.label} to {folder}")
     if args.push_to_hub:
         from .hub import push_to_hub
 
         print(f"pushed to {push_to_hub(folder, args.push_to_hub)}")
 
 
+def _check_export(args) -> None:
+    """What export can check before loading: the interval's order, the target folder, the Hub push."""
+    from .errors import IntervalError
+    from .export import check_target
+
+    if args.interval and args.interval[0] > args.interval[1]:
+        start, end = args.interval
+        raise IntervalError(f"--interval {start} {end} ends before it starts: give I <= J (0-based).")
+    check_target(args.out, args.overwrite, _sources(args))
+    if args.push_to_hub:
+        from .hub import check_push_access
+
+        check_push_access(args.push_to_hub)
+
+
 def cmd_evaluate(args) -> None:
+    pair = _load(args)
     from .evaluation import format_table, run_evaluation
     from .files import write_json
 
-    pair = _load(args)
     landscape = _landscape(args, pair, soup=True)
     results = run_evaluation(pair, landscape, args.task, args.quick, args.temperatures, args.seed)
     write_json(args.out, results)

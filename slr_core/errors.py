@@ -27,3 +27,7 @@ class PromptSetError(SLRError):
 
 class ExportError(SLRError):
     """An export target is invalid or cannot be written."""
+
+
+class InputError(SLRError, ValueError):
+    """A number or path a user typed lies outside its range (docs/inputs.md); also a ValueError."""

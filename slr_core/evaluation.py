@@ -29,7 +29,7 @@ from .settings import DEFAULT_Q_FRACTION
 from .soup import soup_model
 from .writing import WRITING_METRICS, evaluate_writing
 
-EVAL_VERSION = 3  # bump when scoring changes, so old cached results are not reused
+EVAL_VERSION = 4  # bump when scoring changes, so old cached results are not reused
 TASKS = ("qa", "writing")
 # Column names where the metric key is not already the name the paper uses; * marks a proxy.
 LABELS = {"coverage": "coverage-n", "distinct_1": "distinct-1", "distinct_2": "distinct-2"}
@@ -160,7 +160,7 @@ def _build(pair: ModelPair, method: Method):
 def _score(pair, model, task, items, sampling: SamplingSettings, desc: str) -> dict:
     began = time.perf_counter()
     if task == "qa":
-        metrics, examples = evaluate_qa(model, pair.tokenizer, items, sampling, desc)
+        metrics, examples = evaluate_qa(model, pair.post, pair.tokenizer, items, sampling, desc)
     else:
         metrics, examples = evaluate_writing(model, pair.post, pair.tokenizer, items, sampling, desc)
     return {"metrics": metrics, "examples": examples, "seconds": round(time.perf_counter() - began, 2)}
@@ -290,10 +290,11 @@ def _notes(meta: dict) -> list[str]:
     if meta["task"] == "qa":
         notes.append("entropy in nats over correct answers; coverage-n = share of reference answers produced")
     else:
-        notes.append(
-            "* quality PROXIES, not judged quality: LL/tok = post-trained model's mean log-likelihood per "
-            "token; repetitive = share of looping samples"
-        )
+        notes.append("* quality PROXIES, not judged quality: repetitive = share of looping samples")
+    notes.append(
+        "stopped = share of samples that ended their turn before the token cap; words = mean words per "
+        "sample; LL/tok* = the post-trained model's mean log-likelihood per token of a sample (a proxy)"
+    )
     return notes
 
 

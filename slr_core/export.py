@@ -13,13 +13,14 @@ import re
 import shlex
 import shutil
 import zipfile
+from collections.abc import Iterable
 from pathlib import Path
 
 from safetensors import SafetensorError
 
 from .errors import ExportError
 from .files import atomic_path, csv_text, replace_folder, staging_folder, write_json, write_text_atomic
-from .hybrid import build_hybrid, check_interval
+from .hybrid import Restoration, build_restored, check_interval, interval_restoration
 from .landscape import CSV_COLUMNS, Landscape
 from .model_card import (
     CARD_FILE,
@@ -35,6 +36,7 @@ from .model_card import (
 )
 from .models import ModelPair
 from .settings import DEFAULT_Q_FRACTION
+from .sources import Source
 
 SHARD_SIZE = "5GB"  # the Hub's customary shard size; one file for anything smaller
 NAME_STEM_LENGTH = 48  # keeps export folder names well under filesystem limits
@@ -71,16 +73,34 @@ def export_hybrid(
 ) -> Path:
     """Write hybrid [start, end] as a Hugging Face model folder, all at once or not at all."""
     check_interval(start, end, pair.num_layers)
-    target = _check_target(out_dir, overwrite, pair)
+    restoration = interval_restoration(start, end)
+    return export_restoration(
+        pair, restoration, out_dir, landscape, overwrite, command, max_shard_size, q_fraction
+    )
+
+
+def export_restoration(
+    pair: ModelPair,
+    restoration: Restoration,
+    out_dir: str | Path,
+    landscape: Landscape | None = None,
+    overwrite: bool = False,
+    command: str = "",
+    max_shard_size: str | int = SHARD_SIZE,
+    q_fraction: float = DEFAULT_Q_FRACTION,
+) -> Path:
+    """Write any restoration (set of layers, mode, fraction) as a Hugging Face model folder."""
+    restoration.check(pair.num_layers)
+    target = check_target(out_dir, overwrite, (pair.pre_source, pair.post_source))
     try:
         staging = staging_folder(target)
     except OSError as error:
         raise ExportError(f"Cannot write in {target.parent}: {error.strerror or error}.") from error
     try:
-        _write_hybrid(staging, pair, start, end, max_shard_size)
-        cli_command = _cli_command(pair, start, end, target)
+        _write_hybrid(staging, pair, restoration, max_shard_size)
+        cli_command = _cli_command(pair, restoration, target)
         _write_sidecars(
-            staging, pair, (start, end), landscape, command or cli_command, cli_command, q_fraction
+            staging, pair, restoration, landscape, command or cli_command, cli_command, q_fraction
         )
         replace_folder(staging, target)
     except (OSError, SafetensorError) as error:  # safetensors reports a full disk as its own error
@@ -91,7 +111,11 @@ def export_hybrid(
     return target
 
 
-def _check_target(out_dir: str | Path, overwrite: bool, pair: ModelPair) -> Path:
+def check_target(out_dir: str | Path, overwrite: bool, sources: Iterable[Source]) -> Path:
+    """The export folder, resolved, if it can take an export of the pair of `sources`; else ExportError.
+
+    Cheap, so the CLI runs it before loading; export_restoration runs it again right before writing.
+    """
     if not str(out_dir).strip():
         raise ExportError("No output folder given: name a new folder for the exported model.")
     target = Path(out_dir).expanduser().resolve()
@@ -100,12 +124,12 @@ def _check_target(out_dir: str | Path, overwrite: bool, pair: ModelPair) -> Path
     if target.exists() and not target.is_dir():
         raise ExportError(f"{target} is a file, not a folder: name a new folder for the exported model.")
     if target.is_dir() and any(target.iterdir()):
-        _check_replaceable(target, overwrite, pair)
+        _check_replaceable(target, overwrite, sources)
     _make_parent(target.parent)
     return target
 
 
-def _check_replaceable(target: Path, overwrite: bool, pair: ModelPair) -> None:
+def _check_replaceable(target: Path, overwrite: bool, sources: Iterable[Source]) -> None:
     if not overwrite:
         raise ExportError(
             f"{target} already exists and is not empty: choose a new folder, or pass overwrite "
@@ -114,8 +138,7 @@ def _check_replaceable(target: Path, overwrite: bool, pair: ModelPair) -> None:
     # Overwrite replaces model folders only, so a mistyped path cannot wipe a home or project folder.
     if not (target / "config.json").is_file():
         raise ExportError(f"Refusing to replace {target}: it is not a model folder (no config.json).")
-    sources = {Path(s.location).resolve() for s in (pair.pre_source, pair.post_source) if s.kind == "folder"}
-    if target in sources:
+    if target in {Path(s.location).resolve() for s in sources if s.kind == "folder"}:
         raise ExportError(f"Refusing to replace {target}: it is one of the pair's own source models.")
 
 
@@ -130,9 +153,9 @@ def _make_parent(parent: Path) -> None:
         raise ExportError(f"Cannot write in {parent}: permission denied.")
 
 
-def _write_hybrid(folder: Path, pair: ModelPair, start: int, end: int, max_shard_size: str | int) -> None:
-    # The hybrid shares its tensors with both models; save_pretrained only reads them.
-    hybrid = build_hybrid(pair, start, end)
+def _write_hybrid(folder: Path, pair: ModelPair, restoration: Restoration, max_shard_size: str | int) -> None:
+    # The hybrid shares its tensors with both models (blends aside); save_pretrained only reads them.
+    hybrid = build_restored(pair, restoration)
     hybrid.save_pretrained(folder, max_shard_size=max_shard_size)
     pair.tokenizer.save_pretrained(folder)  # with its chat template
 
@@ -140,7 +163,7 @@ def _write_hybrid(folder: Path, pair: ModelPair, start: int, end: int, max_shard
 def _write_sidecars(
     folder: Path,
     pair: ModelPair,
-    interval: tuple[int, int],
+    restoration: Restoration,
     landscape: Landscape | None,
     command: str,
     cli_command: str,
@@ -149,32 +172,44 @@ def _write_sidecars(
     # A command run through the CLI reproduces itself; the app's description gets a CLI equivalent.
     cli_command = command if command.startswith(CLI_PREFIX) else cli_command
     metadata = [source_metadata(pair.pre_source), source_metadata(pair.post_source)]
-    card = model_card(pair, *interval, landscape, command, metadata, cli_command, fraction)
+    first, last = restoration.interval or (restoration.layers[0], restoration.layers[-1])
+    card = model_card(pair, first, last, landscape, command, metadata, cli_command, fraction, restoration)
     write_text_atomic(folder / CARD_FILE, str(card))
-    write_text_atomic(folder / MERGEKIT_FILE, mergekit_yaml(pair, *interval))
+    write_text_atomic(folder / MERGEKIT_FILE, mergekit_yaml(pair, first, last, restoration))
     if landscape is not None:
         write_text_atomic(folder / LANDSCAPE_FILE, landscape_csv(landscape))
-    write_json(folder / PROVENANCE_FILE, provenance(pair, interval, landscape, command, fraction))
+    write_json(folder / PROVENANCE_FILE, provenance(pair, restoration, landscape, command, fraction))
 
 
-def _cli_command(pair: ModelPair, start: int, end: int, target: Path) -> str:
+def _cli_command(pair: ModelPair, restoration: Restoration, target: Path) -> str:
     sources = ["--pre", pair.pre_source.spec, "--post", pair.post_source.spec]
-    interval = ["--interval", str(start), str(end)]
-    return shlex.join([*CLI_PREFIX.split(), "export", *sources, *interval, "--out", str(target)])
+    if restoration.interval:
+        which = ["--interval", str(restoration.interval[0]), str(restoration.interval[1])]
+    else:
+        which = ["--layers", restoration.span]
+    which += [] if restoration.mode == "layer" else ["--restore", restoration.mode]
+    which += [] if restoration.fraction == 1 else ["--fraction", f"{restoration.fraction:g}"]
+    return shlex.join([*CLI_PREFIX.split(), "export", *sources, *which, "--out", str(target)])
 
 
 def provenance(
     pair: ModelPair,
-    interval: tuple[int, int],
+    restoration: Restoration | tuple[int, int],
     landscape: Landscape | None,
     command: str,
     fraction: float = DEFAULT_Q_FRACTION,
 ) -> dict:
-    """slr_export.json: the interval, the pair, all four CRC numbers per model, and both rules' picks."""
-    points = crc_points(landscape, *interval)
+    """slr_export.json: the restoration, the pair, all four CRC numbers per model, both rules' picks."""
+    if not isinstance(restoration, Restoration):
+        restoration = interval_restoration(*restoration)
+    points = crc_points(landscape, restoration)
     picks = rule_picks(landscape, fraction) if landscape is not None else {}
+    interval = restoration.interval
     return {
-        "interval": list(interval),
+        "interval": list(interval) if interval else None,
+        "layers": list(restoration.layers),
+        "restore": restoration.mode,
+        "lambda": restoration.fraction,
         "num_layers": pair.num_layers,
         **pair.provenance(),
         "crc": {name: dataclasses.asdict(point) for name, point in points.items()},
@@ -187,16 +222,23 @@ def provenance(
 # ---------------------------------------------------------------- naming and zipping
 
 
-def export_name(pair: ModelPair, interval: tuple[int, int]) -> str:
-    """A folder name `slr-<post model>-<i>-<j>-<hash12>`, unique to both models and the interval."""
-    start, end = interval
+def export_name(pair: ModelPair, interval: tuple[int, int], restoration: Restoration | None = None) -> str:
+    """A folder name `slr-<post model>-<i>-<j>[-<mode>][-l<λ>]-<hash12>`, unique to both models and
+    the restoration (`restoration` overrides `interval`; a set of layers is written 3_5_9-11)."""
+    restoration = restoration or interval_restoration(*interval)
+    start, end = restoration.interval or (restoration.layers[0], restoration.layers[-1])
     # Only the source's last path part, filtered: a visitor's text never becomes a path of its own.
     name = Path(pair.post_source.spec).name.replace(":", "-")
     stem = re.sub(r"[^A-Za-z0-9._-]+", "-", name)[:NAME_STEM_LENGTH].strip("-.") or "model"
     # Both full fingerprints: pairs sharing a post-trained model must not share a folder.
-    identity = "\n".join([pair.pre_fingerprint, pair.post_fingerprint, str(start), str(end)])
-    digest = hashlib.sha256(identity.encode()).hexdigest()[:12]
-    return f"slr-{stem}-{start}-{end}-{digest}"
+    identity = [pair.pre_fingerprint, pair.post_fingerprint, str(start), str(end)]
+    where = f"{start}-{end}" if restoration.interval else restoration.span.replace(",", "_")
+    if restoration.mode != "layer" or restoration.fraction != 1 or not restoration.interval:
+        identity += [restoration.span, restoration.mode, repr(restoration.fraction)]
+        where += "" if restoration.mode == "layer" else f"-{restoration.mode}"
+        where += "" if restoration.fraction == 1 else f"-l{restoration.fraction:g}"
+    digest = hashlib.sha256("\n".join(identity).encode()).hexdigest()[:12]
+    return f"slr-{stem}-{where}-{digest}"
 
 
 def zip_folder(folder: str | Path) -> Path:

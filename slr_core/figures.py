@@ -9,13 +9,14 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from .landscape import DEFAULT_RULE, METRICS, RULE_QUALITY, Landscape, check_rule
+from .landscape import DEFAULT_RULE, METRICS, RULE_QUALITY, Landscape, Point, check_rule
 
 POST_COLOUR = "#1f6fb4"
 PRE_COLOUR = "#8c8c8c"
 SLR_COLOUR = "#d9480f"
 SOUP_COLOUR = "#2b8a3e"
 SELECTED_COLOUR = "#111111"
+LAMBDA_COLOUR = "#7048e8"
 
 METRIC_TITLES = {
     "quality": "CRC quality Q: probability mass on valid first answers",
@@ -147,8 +148,10 @@ def tradeoff_figure(
     selected: tuple[int, int] | None = None,
     height: int = 460,
     rule: str | None = None,
+    lambda_slice: tuple[str, dict[float, Point]] | None = None,
 ) -> go.Figure:
-    """The rule's quality vs D of every interval: Pareto front, references, Proxy-Soup, fixed-start slices.
+    """The rule's quality vs D of every interval: Pareto front, references, Proxy-Soup, fixed-start slices,
+    and optionally a restoration's lambda slice (its label, and its point at each fraction lambda).
 
     `rule` picks the quality on the y axis (strict quality or first-token Q) and the Pareto front;
     by default strict where the landscape has the strict numbers, else the paper's first-token rule.
@@ -224,6 +227,20 @@ def tradeoff_figure(
                 marker={"size": 5, "color": SOUP_COLOUR},
                 text=[f"α = {alpha:.2f}" for alpha in alphas],
                 hovertemplate="Soup " + hover,
+            )
+        )
+    if lambda_slice is not None and lambda_slice[1]:
+        label, points = lambda_slice[0], sorted(lambda_slice[1].items())
+        figure.add_trace(
+            go.Scatter(
+                x=[point.diversity for _, point in points],
+                y=[y_of(point) for _, point in points],
+                mode="lines+markers",
+                name=f"{label}, λ = 0 … 1",
+                line={"color": LAMBDA_COLOUR, "width": 2, "dash": "dash"},
+                marker={"size": 5, "color": LAMBDA_COLOUR},
+                text=[f"λ = {fraction:.2f}" for fraction, _ in points],
+                hovertemplate="λ slice " + hover,
             )
         )
     for name, point, marker, colour in (

@@ -31,10 +31,15 @@ def push_to_hub(folder: str | Path, repo_id: str, token: str | None = None) -> s
 
 def _check_push(folder: Path, repo_id: str, token: str | None) -> str:
     # Everything that can be known before the network: fail on it without a request.
-    from huggingface_hub import constants, get_token
-
     if not (folder / "config.json").is_file():
         raise ExportError(f"{folder} is not an exported model folder (no config.json): export first.")
+    return check_push_access(repo_id, token)
+
+
+def check_push_access(repo_id: str, token: str | None = None) -> str:
+    """The token to push to `repo_id` with, or an ExportError (bad id, offline, not logged in); no request."""
+    from huggingface_hub import constants, get_token
+
     if not HUB_REPO.match(repo_id or ""):
         raise ExportError(f"'{repo_id}' is not a Hub repo id: write it as owner/name.")
     if constants.is_offline_mode():

@@ -14,6 +14,8 @@ import numpy as np
 CSV_COLUMNS = ("kind", "start", "end", "alpha", "quality", "diversity", "stop", "strict_quality")
 METRICS = ("quality", "diversity", "stop", "strict_quality")
 RULES = ("strict", "paper")
+# What a restoration brings back in each chosen layer: all of it, its attention, or its MLP/MoE block.
+RESTORE_MODES = ("layer", "attention", "mlp")
 DEFAULT_RULE = "strict"
 # The quality each rule thresholds and ranks by.
 RULE_QUALITY = {"strict": "strict_quality", "paper": "quality"}
@@ -160,19 +162,21 @@ def _plain(point: Point | None) -> dict:
     return {metric: getattr(point, metric) for metric in METRICS} if point else {}
 
 
-def parse_intervals(text: str, num_layers: int) -> set[tuple[int, int]]:
-    """'0-3,5-9,7' -> {(0, 3), (5, 9), (7, 7)}, validated against the depth."""
+def parse_intervals(text: str, num_layers: int | None = None) -> set[tuple[int, int]]:
+    """'0-3,5-9,7' -> {(0, 3), (5, 9), (7, 7)}, validated against the depth (the form alone without one)."""
     from .errors import IntervalError
-    from .hybrid import check_interval
 
     wanted = set()
     for part in filter(None, (p.strip() for p in text.split(","))):
-        bounds = part.split("-")
-        if len(bounds) > 2 or not all(b.strip().isdigit() for b in bounds):
-            raise IntervalError(f"Cannot read interval '{part}': write 'i-j' (e.g. 0-3) or 'i'.")
-        start, end = int(bounds[0]), int(bounds[-1])
-        check_interval(start, end, num_layers)
-        wanted.add((start, end))
+        bounds = [b.strip() for b in part.split("-")]
+        if len(bounds) > 2 or not all(b.isdecimal() for b in bounds) or int(bounds[0]) > int(bounds[-1]):
+            raise IntervalError(f"Cannot read interval '{part}': write 'i-j' with i <= j (e.g. 0-3) or 'i'.")
+        wanted.add((int(bounds[0]), int(bounds[-1])))
     if not wanted:
         raise IntervalError(f"No interval given in '{text}'.")
+    if num_layers is not None:
+        from .hybrid import check_interval
+
+        for start, end in sorted(wanted):
+            check_interval(start, end, num_layers)
     return wanted

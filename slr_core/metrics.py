@@ -70,3 +70,13 @@ def embedding_dissimilarity(texts: list[str]) -> float:
     mean_off_diagonal = (similarity.sum() - np.trace(similarity)) / (count * (count - 1))
     # Identical samples give a cosine of 1 up to rounding; a dissimilarity of -0.000 reads as a bug.
     return max(0.0, float(1.0 - mean_off_diagonal))
+
+
+def reply_scores(texts: list[str], ended: list[bool], logliks: list[float]) -> dict[str, float]:
+    """Share of replies that ended by themselves, mean words, and mean LL/tok (NaNs left out)."""
+    finite = [value for value in logliks if value == value]  # NaN marks an empty reply
+    return {
+        "stopped": sum(ended) / len(ended),
+        "words": sum(len(text.split()) for text in texts) / len(texts),
+        "loglik": sum(finite) / len(finite) if finite else float("nan"),
+    }

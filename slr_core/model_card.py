@@ -11,7 +11,15 @@ from pathlib import Path
 import yaml
 from huggingface_hub import ModelCard, ModelCardData
 
-from .architectures import checkpoint_layers_path
+from .architectures import (
+    block_name,
+    checkpoint_layers_path,
+    checkpoint_module_path,
+    decoder_layers,
+    is_norm,
+    layers_path,
+)
+from .hybrid import Restoration, interval_restoration
 from .landscape import Landscape, Point
 from .models import ModelPair
 from .settings import DEFAULT_Q_FRACTION
@@ -104,15 +112,18 @@ def model_card(
     metadata: list[dict] | None = None,
     cli_command: str | None = None,
     fraction: float = DEFAULT_Q_FRACTION,
+    restoration: Restoration | None = None,
 ) -> ModelCard:
-    """README.md of an export: Hub front matter, the pair, the interval, CRC scores, how to rebuild."""
+    """README.md of an export: Hub front matter, the pair, the restoration, CRC scores, how to rebuild."""
     metadata = metadata if metadata is not None else [{}, {}]
+    restoration = restoration or interval_restoration(start, end)
+    whole = restoration.mode == "layer" and restoration.fraction == 1 and restoration.interval
     sections = [
-        f"# SLR hybrid [{start}, {end}] of {pair.label}\n",
-        _intro(pair, start, end),
+        f"# SLR hybrid {restoration.label} of {pair.label}\n",
+        _intro(pair, start, end) if whole else _partial_intro(pair, restoration),
         _pair_section(pair),
         _licence_note(metadata),
-        _crc_section(landscape, start, end, fraction),
+        _crc_section(landscape, restoration, fraction),
         _reproduce_section(command, cli_command or command),
         _files_section(landscape is not None),
     ]
@@ -128,6 +139,30 @@ def _intro(pair: ModelPair, start: int, end: int) -> str:
         "model's. The embeddings, every other decoder layer, the final norm and the LM head are the "
         "post-trained model's. No weight was trained or changed; each tensor is copied from one of the "
         "two models.\n"
+    )
+
+
+def _partial_intro(pair: ModelPair, restoration: Restoration) -> str:
+    part = {
+        "layer": "the whole of",
+        "attention": "the attention block of",
+        "mlp": "the MLP (or MoE) block of",
+    }
+    amount = (
+        "replaced by the pre-trained model's"
+        if restoration.fraction == 1
+        else f"set to (1 - λ) x post + λ x pre with λ = {restoration.fraction:g} (a linear merge)"
+    )
+    norms = (
+        ""
+        if restoration.mode == "layer"
+        else " Every norm, including norms inside that block, is post-trained."
+    )
+    return (
+        "This model is a Selective Layer Restoration hybrid (Zhang, Wang and Soh, arXiv 2602.06665) "
+        f"beyond whole intervals: {part[restoration.mode]} decoder layers {restoration.span} (0-based; "
+        f"{len(restoration.layers)} of {pair.num_layers}) {amount}.{norms} The embeddings, everything "
+        "else in the decoder layers, the final norm and the LM head are the post-trained model's.\n"
     )
 
 
@@ -167,11 +202,15 @@ def _licence_note(metadata: list[dict]) -> str:
 # ---------------------------------------------------------------- CRC scores and the two picks
 
 
-def crc_points(landscape: Landscape | None, start: int, end: int) -> dict[str, Point]:
-    """The scored points an export reports: post-trained, the hybrid [start, end], pre-trained."""
+def crc_points(landscape: Landscape | None, restoration: Restoration) -> dict[str, Point]:
+    """The scored points an export reports: post-trained, the hybrid (if the landscape has it), pre-trained."""
     if landscape is None:
         return {}
-    points = {"post": landscape.post, "hybrid": landscape.intervals.get((start, end)), "pre": landscape.pre}
+    # A landscape scores whole intervals at fraction 1, under the one mode it was swept with.
+    same_mode = landscape.meta.get("restore", "layer") == restoration.mode
+    scored = restoration.interval if same_mode and restoration.fraction == 1 else None
+    hybrid = landscape.intervals.get(scored) if scored else None
+    points = {"post": landscape.post, "hybrid": hybrid, "pre": landscape.pre}
     return {name: point for name, point in points.items() if point is not None}
 
 
@@ -187,8 +226,9 @@ def rule_picks(landscape: Landscape, fraction: float) -> dict[str, dict]:
     }
 
 
-def _crc_section(landscape: Landscape | None, start: int, end: int, fraction: float) -> str:
-    points = crc_points(landscape, start, end)
+def _crc_section(landscape: Landscape | None, restoration: Restoration, fraction: float) -> str:
+    points = crc_points(landscape, restoration)
+    start, end = (restoration.interval if restoration.fraction == 1 else None) or (None, None)
     if not points:
         return "## CRC proxy scores\n\nNo CRC scores were given with this export.\n"
     picks = rule_picks(landscape, fraction)
@@ -197,7 +237,7 @@ def _crc_section(landscape: Landscape | None, start: int, end: int, fraction: fl
         "| model | Q_CRC (first token) | strict Q_CRC | stop rate | D_CRC (diversity) |",
         "|---|---|---|---|---|",
         _row("post-trained", points.get("post")),
-        _row(f"**hybrid [{start}, {end}] (this export)**", points.get("hybrid")),
+        _row(f"**hybrid {restoration.label} (this export)**", points.get("hybrid")),
         _row("pre-trained", points.get("pre")),
         "\nQ_CRC is the first token's probability of a valid answer; strict Q_CRC also requires the "
         "reply to end right after it; the stop rate is the share of valid answers that end the reply.",
@@ -290,20 +330,48 @@ def merge_config(post_ref: str, pre_ref: str, prefix: str, start: int, end: int,
     which breaks intervals touching either end; filtered weights of 0 and 1 copy each tensor exactly.
     The first matching filter wins, so the unfiltered default goes last.
     """
-    filters = layer_filters(prefix, start, end)
+    return filtered_merge(post_ref, pre_ref, [(f, 1) for f in layer_filters(prefix, start, end)], dtype)
 
-    def weights(inside: int) -> list[dict]:
-        return [{"filter": f, "value": inside} for f in filters] + [{"value": 1 - inside}]
+
+def filtered_merge(post_ref: str, pre_ref: str, filters: list[tuple[str, float]], dtype: str) -> dict:
+    """A linear merge: a tensor matching filter f is (1 - w) x post + w x pre, any other the post's.
+
+    Weights 0 and 1 copy a tensor exactly; the first matching filter wins, the default goes last.
+    """
+
+    def weights(pre_side: bool) -> list[dict]:
+        entries = [{"filter": f, "value": _weight(w if pre_side else 1 - w)} for f, w in filters]
+        return entries + [{"value": 0 if pre_side else 1}]
 
     return {
         "merge_method": "linear",
         "base_model": post_ref,
         "dtype": dtype,
         "models": [
-            {"model": post_ref, "parameters": {"weight": weights(0)}},
-            {"model": pre_ref, "parameters": {"weight": weights(1)}},
+            {"model": post_ref, "parameters": {"weight": weights(False)}},
+            {"model": pre_ref, "parameters": {"weight": weights(True)}},
         ],
     }
+
+
+def _weight(value: float) -> float | int:
+    return int(value) if value in (0, 1) else round(value, 12)  # 1 - 0.7 is 0.30000000000000004
+
+
+def restoration_filters(pair: ModelPair, restoration: Restoration) -> list[tuple[str, float]]:
+    """(checkpoint-name filter, pre weight) per restored tensor group; norms in partial modes get 0."""
+    weight, path = restoration.fraction, layers_path(pair.post)
+    if restoration.mode == "layer":
+        prefix = checkpoint_layers_path(pair.post)
+        return [(f"{prefix}.{k}.", weight) for k in restoration.layers]
+    filters, layers = [], decoder_layers(pair.post)
+    for k in restoration.layers:
+        name = block_name(layers[k], restoration.mode)
+        block = checkpoint_module_path(pair.post, f"{path}.{k}.{name}")
+        modules = layers[k]._modules[name].named_modules()
+        filters += [(f"{block}.{n}.", 0) for n, module in modules if n and is_norm(module)]
+        filters.append((f"{block}.", weight))
+    return filters
 
 
 def mergekit_reference(source: Source, fingerprint: str) -> tuple[str, str]:
@@ -323,19 +391,28 @@ def mergekit_reference(source: Source, fingerprint: str) -> tuple[str, str]:
     return f"{base}+{ADAPTER_DIR}", "the demo base plus the demo LoRA adapter (mergekit merges it)"
 
 
-def mergekit_yaml(pair: ModelPair, start: int, end: int) -> str:
-    """mergekit.yaml that rebuilds hybrid [start, end] from the pair's two source models."""
+def mergekit_yaml(pair: ModelPair, start: int, end: int, restoration: Restoration | None = None) -> str:
+    """mergekit.yaml that rebuilds the hybrid (interval [start, end], or `restoration`) from the pair."""
+    restoration = restoration or interval_restoration(start, end)
     post_ref, post_note = mergekit_reference(pair.post_source, pair.post_fingerprint)
     pre_ref, pre_note = mergekit_reference(pair.pre_source, pair.pre_fingerprint)
     dtype = str(pair.dtype).replace("torch.", "")
     # Tensor names as the checkpoints spell them: mergekit reads files, not modules.
-    config = merge_config(post_ref, pre_ref, checkpoint_layers_path(pair.post), start, end, dtype)
+    config = filtered_merge(post_ref, pre_ref, restoration_filters(pair, restoration), dtype)
     label = " ".join(pair.label.split())  # one line, so the YAML comment cannot break
+    part = {"layer": "Decoder layers", "attention": "The attention of layers", "mlp": "The MLP of layers"}
+    exact = (
+        "# A linear merge with weights 0/1 per tensor: each output tensor is an exact copy."
+        if restoration.fraction == 1
+        else f"# A linear merge: restored tensors are (1 - {restoration.fraction:g}) x post + "
+        f"{restoration.fraction:g} x pre."
+    )
     header = [
-        f"# SLR hybrid [{start}, {end}] of {label}",
-        f"# Decoder layers {start}..{end} (0-based, inclusive) come from the pre-trained model; the",
-        "# embeddings, all other layers, the final norm and the LM head from the post-trained one.",
-        "# A linear merge with weights 0/1 per tensor: each output tensor is an exact copy.",
+        f"# SLR hybrid {restoration.label} of {label}",
+        f"# {part[restoration.mode]} {restoration.span} (0-based) come from the pre-trained model; the",
+        "# embeddings, all other weights (every norm, in partial modes), the final norm and the LM head",
+        "# from the post-trained one.",
+        exact,
         f"# post-trained: {post_note}",
         f"# pre-trained:  {pre_note}",
         f"# Run: mergekit-yaml {MERGEKIT_FILE} ./rebuilt",

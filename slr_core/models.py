@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from torch import nn
 
 from .architectures import decoder_layers, describe, text_config
@@ -17,7 +20,7 @@ from .sources import Source, check_reachable, fingerprint, parse_source
 
 def load_model(source: Source, settings: Settings, placement: dict | None = None) -> tuple[nn.Module, object]:
     """Load a causal LM and its tokenizer; `placement` (device_map, max_memory) overrides the settings'."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     dtype, device = settings.torch_dtype, settings.torch_device
     if source.kind == "demo":
@@ -31,26 +34,102 @@ def load_model(source: Source, settings: Settings, placement: dict | None = None
         extra["revision"] = source.revision
     if placement is None:
         placement = {"device_map": settings.device_map} if settings.device_map else {}
-    try:
+    # One part at a time, so a failure names the part: a bad config.json, a missing tokenizer, bad weights.
+    with reading(source, "config"):
+        AutoConfig.from_pretrained(location, **extra)
+    with reading(source, "tokenizer"):
         tokenizer = AutoTokenizer.from_pretrained(location, **extra)
+    with reading(source, "weights", settings):
         model = AutoModelForCausalLM.from_pretrained(location, dtype=dtype, **extra, **placement)
-    except (OSError, ValueError) as error:
-        raise SourceError(_load_message(source, error)) from error
-    if "device_map" not in placement:
-        model.to(device)
+        if "device_map" not in placement:
+            model.to(device)
     model.eval()
     return model, tokenizer
 
 
-def _load_message(source: Source, error: Exception) -> str:
-    text = str(error).splitlines()[0] if str(error) else type(error).__name__
+# What reading a model can raise for a bad, damaged or too large source; anything else is a bug to see whole.
+LOAD_ERRORS = (OSError, ValueError, RuntimeError, MemoryError, ImportError, SafetensorError)
+
+
+@contextmanager
+def reading(source: Source, part: str, settings: Settings | None = None) -> Iterator[None]:
+    """Turn a failure to read `part` ('config', 'tokenizer' or 'weights') of `source` into a SourceError."""
+    try:
+        yield
+    except LOAD_ERRORS as error:
+        raise SourceError(load_message(source, part, error, settings)) from error
+
+
+def load_message(source: Source, part: str, error: Exception, settings: Settings | None = None) -> str:
+    """What a failed load means to a user: the source, the part, the likely cause and what to do."""
+    from huggingface_hub import errors as hub
+
+    name, reason = f"'{source.spec}'", _reason(error)
+    causes = _causes(error)
+
+    def caused_by(*kinds: type) -> BaseException | None:
+        return next((cause for cause in causes if isinstance(cause, kinds)), None)
+
+    if caused_by(torch.cuda.OutOfMemoryError, MemoryError) or _says_out_of_memory(causes):
+        where = (
+            f" on {settings.torch_device} in {settings.torch_dtype}".replace("torch.", "") if settings else ""
+        )
+        return (
+            f"Not enough memory to load {name}{where} ({reason}). Free memory, or choose a smaller model, "
+            "a smaller dtype (--dtype bfloat16) or another device."
+        )
+    if caused_by(hub.GatedRepoError):
+        return (
+            f"{name} is a gated Hub repo: accept its terms at https://huggingface.co/{source.location}, "
+            "then log in (`hf auth login` or HF_TOKEN)."
+        )
+    if caused_by(hub.RevisionNotFoundError):
+        return f"{name}: the Hub repo {source.location} has no revision '{source.revision}': give a branch, tag or commit."
+    if caused_by(hub.RepositoryNotFoundError):
+        return (
+            f"{name} is not a model on the Hugging Face Hub (or it is private): check the id (org/name), or "
+            "log in (`hf auth login`) for a private repo."
+        )
+    if http := caused_by(hub.HfHubHTTPError):
+        status = getattr(getattr(http, "response", None), "status_code", "an error")
+        return f"The Hugging Face Hub answered {status} while loading the {part} of {name} ({reason}): try again later."
+    if caused_by(SafetensorError):
+        return (
+            f"The weights of {name} are damaged or incomplete ({reason}): a download or copy was probably cut "
+            "short. Download or save the model again."
+        )
     if source.kind == "hub":
         return (
-            f"Could not load '{source.spec}' from the Hugging Face Hub ({text}). The hub may be "
-            "unreachable (offline?), the id or revision wrong, or the repo gated: give a local "
-            "folder or .gguf file instead, or log in with `huggingface-cli login`."
+            f"Could not load the {part} of {name} from the Hugging Face Hub ({reason}). The hub may be "
+            "unreachable (offline?) or the repo incomplete: give a local folder or .gguf file instead."
         )
-    return f"Could not load '{source.spec}' ({text})."
+    advice = {
+        "config": "it needs a readable config.json (JSON with a model_type)",
+        "tokenizer": "the tokenizer's files (tokenizer.json or tokenizer.model, tokenizer_config.json) "
+        "must sit beside config.json",
+        "weights": "the weight files may be missing or damaged; save or download the model again",
+    }[part]
+    return f"Cannot read the {part} of {name} ({reason}): {advice}."
+
+
+def _causes(error: BaseException) -> list[BaseException]:
+    """The error and every error it was raised from or while handling, innermost last."""
+    chain = []
+    while error is not None and error not in chain and len(chain) < 16:
+        chain.append(error)
+        error = error.__cause__ or error.__context__
+    return chain
+
+
+def _says_out_of_memory(causes: list[BaseException]) -> bool:
+    # The CPU allocator and MPS report running out as a plain RuntimeError.
+    texts = (str(cause).lower() for cause in causes if isinstance(cause, RuntimeError))
+    return any("out of memory" in text or "can't allocate memory" in text for text in texts)
+
+
+def _reason(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
 
 
 # ---------------------------------------------------------------- pairs
@@ -225,10 +304,9 @@ def load_tokenizer(spec: str, trust_remote_code: bool = False) -> object:
         location, extra = str(Path(source.location).parent), {"gguf_file": Path(source.location).name}
     else:
         location, extra = source.location, {"revision": source.revision} if source.revision else {}
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(location, trust_remote_code=trust_remote_code, **extra)
+    with reading(source, "config"):
         config = AutoConfig.from_pretrained(location, trust_remote_code=trust_remote_code, **extra)
-    except (OSError, ValueError) as error:
-        raise SourceError(_load_message(source, error)) from error
+    with reading(source, "tokenizer"):
+        tokenizer = AutoTokenizer.from_pretrained(location, trust_remote_code=trust_remote_code, **extra)
     ensure_chat_template(tokenizer, config.model_type)
     return tokenizer

@@ -24,11 +24,13 @@ from dataclasses import dataclass, field
 
 from tqdm.auto import tqdm
 
+from .likelihood import token_logliks
+from .metrics import reply_scores
 from .qa_data import Question
-from .sampling import SamplingSettings, sample
+from .sampling import SamplingSettings, sample_replies
 
 ARTICLES = frozenset({"a", "an", "the"})
-QA_METRICS = ("precision", "entropy", "coverage")
+QA_METRICS = ("precision", "entropy", "coverage", "stopped", "words", "loglik")
 
 
 def normalise(text: str) -> str:
@@ -107,16 +109,22 @@ def mean_std(rows: list[dict[str, float]], names: tuple[str, ...]) -> dict[str, 
 
 
 def evaluate_qa(
-    model, tokenizer, questions: list[Question], settings: SamplingSettings, desc: str = "qa"
+    model, scorer, tokenizer, questions: list[Question], settings: SamplingSettings, desc: str = "qa"
 ) -> tuple[dict[str, float], list[dict]]:
-    """Sample every question, match answers; return mean/std metrics and a few example answers."""
+    """Sample every question with `model`, match answers, score LL/tok with `scorer`; mean/std + examples."""
     rows, examples = [], []
     for index, question in enumerate(tqdm(questions, desc=desc, leave=False)):
         seeded = SamplingSettings(**{**settings.as_dict(), "seed": item_seed(settings.seed, index)})
-        answers = sample(model, tokenizer, question.text, seeded)
-        matcher = Matcher(question)
+        replies = sample_replies(model, tokenizer, question.text, seeded)
+        answers, matcher = replies.texts, Matcher(question)
         matches = [matcher.match(answer) for answer in answers]
-        rows.append(question_scores(matches, len(question.answers)))
+        logliks = token_logliks(scorer, tokenizer, question.text, answers)
+        rows.append(
+            {
+                **question_scores(matches, len(question.answers)),
+                **reply_scores(answers, replies.ended, logliks),
+            }
+        )
         if index < 3:
             examples += [
                 {"prompt": question.text, "output": a[:200], "match": m}

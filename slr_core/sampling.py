@@ -18,7 +18,8 @@ import torch
 from transformers import StoppingCriteria, StoppingCriteriaList
 from transformers.generation.streamers import BaseStreamer
 
-from .chat import encode_chat
+from . import inputs
+from .chat import encode_chat, end_of_turn_ids
 from .metrics import answer_counts, distinct_n, embedding_dissimilarity
 
 JOIN_SECONDS = 2.0  # how long closing a stream waits for its generation to stop
@@ -35,45 +36,49 @@ class SamplingSettings:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if not 1 <= self.num_samples <= 256:
-            raise ValueError(f"num_samples must be 1..256, got {self.num_samples}")
-        if not 0.0 <= self.min_p < 1.0:
-            raise ValueError(f"min_p must lie in [0, 1), got {self.min_p}")
-        if not 0.0 < self.temperature <= 5.0:
-            raise ValueError(f"temperature must lie in (0, 5], got {self.temperature}")
-        if not 1 <= self.max_new_tokens <= 2048:
-            raise ValueError(f"max_new_tokens must be 1..2048, got {self.max_new_tokens}")
+        # InputError (a ValueError) names the setting and its range; docs/inputs.md lists them.
+        inputs.whole_number(self.num_samples, "num_samples", 1, 256)
+        inputs.real_number(self.min_p, "min_p", 0.0, 1.0, high_open=True)
+        inputs.temperature(self.temperature)
+        inputs.whole_number(self.max_new_tokens, "max_new_tokens", 1, 2048)
+        inputs.seed(self.seed)
 
     @classmethod
     def from_values(cls, num_samples, min_p, temperature, max_new_tokens, seed) -> SamplingSettings:
-        """Settings from loosely typed values (a form's numbers); ValueError says which one is bad."""
-        try:
-            values = int(num_samples), float(min_p), float(temperature), int(max_new_tokens), int(seed)
-        except (TypeError, ValueError) as error:
-            raise ValueError(f"every setting needs a number ({error})") from error
-        return cls(*values)
+        """Settings from loosely typed values (a form's numbers); InputError says which one is bad."""
+        return cls(
+            inputs.whole_number(num_samples, "num_samples"),
+            inputs.real_number(min_p, "min_p"),
+            inputs.real_number(temperature, "temperature"),
+            inputs.whole_number(max_new_tokens, "max_new_tokens"),
+            inputs.whole_number(seed, "seed"),
+        )
 
     def as_dict(self) -> dict:
         """Plain settings, to store beside results."""
         return asdict(self)
 
 
-def _stop_ids(tokenizer) -> list[int]:
-    ids = {tokenizer.eos_token_id}
-    for marker in ("<end_of_turn>", "<|im_end|>", "<|eot_id|>", "<|end|>"):
-        token_id = tokenizer.convert_tokens_to_ids(marker)
-        if isinstance(token_id, int) and token_id != tokenizer.unk_token_id:
-            ids.add(token_id)
-    return sorted(i for i in ids if i is not None)
+@dataclass(frozen=True)
+class Replies:
+    """Sampled replies, and for each whether it ended its turn by itself before the token cap."""
+
+    texts: list[str]
+    ended: list[bool]
+
+    @property
+    def stop_share(self) -> float:
+        """Share of replies that ended by themselves (an end-of-turn token) before the cap."""
+        return sum(self.ended) / len(self.ended) if self.ended else float("nan")
 
 
 @torch.inference_mode()
-def _generate(model, tokenizer, instruction: str, settings: SamplingSettings, **hooks) -> list[str]:
+def _generate(model, tokenizer, instruction: str, settings: SamplingSettings, **hooks) -> Replies:
     """`num_samples` replies in one batched generate call; `hooks` are generate's streamer/stopping_criteria."""
     prompt = encode_chat(tokenizer, instruction)
     device = next(model.parameters()).device
     input_ids = torch.tensor([prompt] * settings.num_samples, device=device)
-    stop_ids = _stop_ids(tokenizer)
+    stop_ids = end_of_turn_ids(tokenizer)  # the same E that strict CRC scores
     torch.manual_seed(settings.seed)  # one seed drives the whole batch, so a run reproduces
     output = model.generate(
         input_ids=input_ids,
@@ -89,11 +94,18 @@ def _generate(model, tokenizer, instruction: str, settings: SamplingSettings, **
         use_cache=True,
         **hooks,
     )
-    return _decode(tokenizer, output[:, input_ids.shape[1] :], stop_ids)
+    new_ids = output[:, input_ids.shape[1] :]
+    ended = [any(t in stop_ids for t in row) for row in new_ids.tolist()]
+    return Replies(_decode(tokenizer, new_ids, stop_ids), ended)
 
 
 def sample(model, tokenizer, instruction: str, settings: SamplingSettings) -> list[str]:
     """`num_samples` replies to `instruction`, all in one batched generate call."""
+    return _generate(model, tokenizer, instruction, settings).texts
+
+
+def sample_replies(model, tokenizer, instruction: str, settings: SamplingSettings) -> Replies:
+    """`sample`'s replies, with whether each ended by itself before `max_new_tokens`."""
     return _generate(model, tokenizer, instruction, settings)
 
 
@@ -154,13 +166,13 @@ def stream_samples(
                     updates.put(("done", None))
                     return
                 replies = _generate(model, tokenizer, instruction, settings, **hooks)
-            updates.put(("done", None if stop.is_set() else replies))
+            updates.put(("done", None if stop.is_set() else replies.texts))
         except Exception as error:  # handed to the iterating thread, which raises it
             updates.put(("error", error))
 
     worker = threading.Thread(target=work, daemon=True, name="stream-samples")
     worker.start()
-    stop_ids, columns, last_sent = _stop_ids(tokenizer), [], 0.0
+    stop_ids, columns, last_sent = end_of_turn_ids(tokenizer), [], 0.0
     try:
         while True:
             kind, payload = updates.get()

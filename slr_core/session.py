@@ -15,10 +15,11 @@ from dataclasses import dataclass, field, replace
 
 from . import figures
 from .cached_sweep import all_intervals, result_count, result_names
-from .hybrid import check_interval
-from .landscape import DEFAULT_RULE, Landscape
+from .hybrid import Restoration, check_interval, check_mode, interval_restoration, parse_layers
+from .landscape import DEFAULT_RULE, Landscape, Point
 from .metrics import crc_answers
 from .models import ModelPair
+from .modes import modes_figure, modes_markdown
 from .presets import PRESETS
 from .registry import PairKey
 from .sampling import SamplingSettings, sample_statistics
@@ -89,7 +90,40 @@ class SessionView:
     rule: str = DEFAULT_RULE  # the visitor's choice; `shown_rule` is what the landscape allows
     quality_map: str = "strict_quality"
     selected: tuple[int, int] | None = None
-    generation: int = 0  # bumped when another pair is shown, which stops a stale sweep
+    generation: int = 0  # bumped when another pair or mode is shown, which stops a stale sweep
+    mode: str = "layer"  # what restoring a layer brings back: hybrid.RESTORE_MODES
+    landscapes: dict[str, Landscape] = field(default_factory=dict)  # every mode's, as last seen
+    lambda_slice: tuple[str, dict[float, Point]] | None = None  # a restoration's CRC at lambda 0..1
+
+    def show_mode(self, mode: str, landscape: Landscape) -> None:
+        """Show restore mode `mode` with its landscape (from the cache); a running sweep of the last one stops."""
+        if self.landscape is not None:
+            self.landscapes[self.mode] = self.landscape
+        self.mode, self.landscape, self.lambda_slice = check_mode(mode), landscape, None
+        self.generation += 1
+
+    def restoration(self, layers: str = "", fraction: float = 1.0) -> Restoration:
+        """What compare and export use: typed layers (e.g. '3,5,9-11') or the selection, in the shown mode."""
+        if layers and layers.strip():
+            chosen = parse_layers(layers, self.landscape.num_layers)
+            return Restoration(chosen, self.mode, float(fraction)).check(self.landscape.num_layers)
+        if self.selected is None:
+            raise ValueError("Click a heatmap cell (or type an interval or layers) to choose the hybrid.")
+        restoration = interval_restoration(*self.selected, self.mode, float(fraction))
+        return restoration.check(self.landscape.num_layers)
+
+    def all_modes(self) -> dict[str, Landscape]:
+        """Every mode's landscape seen so far, the shown one current."""
+        return {**self.landscapes, self.mode: self.landscape} if self.landscape is not None else {}
+
+    def modes_summary(self) -> str:
+        """Per restore mode, its best interval at the view's q_min (Markdown)."""
+        table = modes_markdown(self.all_modes(), self.q_fraction, self.shown_rule)
+        return f"#### Best interval per restore mode\n\n{table}" if table else ""
+
+    def modes_figure(self):
+        """The three modes' Pareto fronts on one plot."""
+        return modes_figure(self.all_modes(), self.shown_rule, self.q_min())
 
     @property
     def shown_rule(self) -> str:
@@ -165,7 +199,12 @@ class SessionView:
     def tradeoff(self):
         """The shown rule's quality vs D scatter with q_min, best and selection."""
         return figures.tradeoff_figure(
-            self.landscape, self.q_min(), self.best(), self.selected, rule=self.shown_rule
+            self.landscape,
+            self.q_min(),
+            self.best(),
+            self.selected,
+            rule=self.shown_rule,
+            lambda_slice=self.lambda_slice,
         )
 
     def references(self) -> str:
@@ -191,12 +230,30 @@ def pair_markdown(pair: ModelPair) -> str:
 
 
 def compare_header(
-    pair: ModelPair, interval: tuple[int, int], settings: SamplingSettings, prompt: str
+    pair: ModelPair,
+    interval: tuple[int, int],
+    settings: SamplingSettings,
+    prompt: str,
+    restoration: Restoration | None = None,
+    new_bytes: int = 0,
 ) -> str:
     """Everything needed to reproduce the samples shown."""
     start, end = interval
+    what = f"layers {start}–{end} restored from the pre-trained model"
+    if restoration is not None and restoration != interval_restoration(start, end):
+        part = {"layer": "layers", "attention": "attention of layers", "mlp": "MLP of layers"}
+        what = f"{part[restoration.mode]} {restoration.span} from the pre-trained model"
+        what += "" if restoration.fraction == 1 else f" at λ = {restoration.fraction:g}"
+        what += "; every norm post-trained" if restoration.mode != "layer" else ""
+        memory = f"{new_bytes / 2**20:.1f} MiB of blended weights" if new_bytes else "no new weights"
+        return f"**Hybrid {html.escape(restoration.label)}** ({what}; {memory}) · " + _settings_text(
+            pair, settings, prompt
+        )
+    return f"**Interval [{start}, {end}]** ({what}) · " + _settings_text(pair, settings, prompt)
+
+
+def _settings_text(pair: ModelPair, settings: SamplingSettings, prompt: str) -> str:
     return (
-        f"**Interval [{start}, {end}]** (layers {start}–{end} restored from the pre-trained model) · "
         f"seed **{settings.seed}** · {settings.num_samples} samples per model · min-p {settings.min_p} · "
         f"temperature {settings.temperature} · max {settings.max_new_tokens} new tokens\n\n"
         f"Pair: {html.escape(pair.label)} · prompt: “{html.escape(prompt)}”"
@@ -237,6 +294,7 @@ class ComparePanel:
     settings: SamplingSettings
     include_pre: bool
     valid: tuple[str, ...] | None  # the prompt's valid CRC answers, if it is a CRC-style prompt
+    restoration: Restoration | None = None  # a partial, free-form or fractional hybrid, if not the interval
     texts: dict[str, list[str]] = field(default_factory=dict)
     badges: dict[str, str] = field(default_factory=dict)
     statistics: dict[str, dict] = field(default_factory=dict)
@@ -250,7 +308,8 @@ class ComparePanel:
     def title(self, which: str) -> str:
         """A column's heading."""
         start, end = self.interval
-        return f"SLR hybrid [{start}, {end}]" if which == "hybrid" else MODEL_TITLES[which]
+        label = self.restoration.label if self.restoration is not None else f"[{start}, {end}]"
+        return f"SLR hybrid {label}" if which == "hybrid" else MODEL_TITLES[which]
 
     def fill(self, stream: Callable[[str], Iterator[list[str]]]) -> Iterator[str]:
         """Sample each column in turn from `stream(which)`; yields the column that changed.

@@ -12,20 +12,17 @@ The paper judges quality with an LLM; offline we report two proxies instead, NOT
 
 from __future__ import annotations
 
-import math
 from collections import Counter
 
-import torch
 from tqdm.auto import tqdm
 
-from .chat import encode_chat
-from .metrics import distinct_n, embedding_dissimilarity
+from .likelihood import token_logliks
+from .metrics import distinct_n, embedding_dissimilarity, reply_scores
 from .qa import item_seed, mean_std
-from .sampling import SamplingSettings, sample
+from .sampling import SamplingSettings, sample_replies
 from .writing_data import KINDS, WritingPrompt
 
-WRITING_METRICS = ("diversity", "distinct_1", "distinct_2", "loglik", "repetition", "words")
-LOGIT_BUDGET = 2**27  # logit floats per forward pass (512 MiB in float32), bounds scoring memory
+WRITING_METRICS = ("diversity", "distinct_1", "distinct_2", "loglik", "repetition", "stopped", "words")
 
 
 def is_degenerate(text: str) -> bool:
@@ -38,53 +35,14 @@ def is_degenerate(text: str) -> bool:
     return any(count >= 3 for count in fourgrams.values())
 
 
-@torch.inference_mode()
-def token_logliks(model, tokenizer, instruction: str, samples: list[str]) -> list[float]:
-    """Mean per-token log-likelihood of each sample after the chat prompt; NaN for empty samples."""
-    prompt = encode_chat(tokenizer, instruction)
-    rows = [tokenizer(text, add_special_tokens=False)["input_ids"] for text in samples]
-    out = [math.nan] * len(rows)
-    filled = [k for k, row in enumerate(rows) if row]
-    if not filled:
-        return out
-    longest = max(len(rows[k]) for k in filled)
-    vocab = model.get_output_embeddings().weight.shape[0]
-    chunk = max(1, LOGIT_BUDGET // ((longest + 1) * vocab))
-    for start in range(0, len(filled), chunk):
-        part = filled[start : start + chunk]
-        for k, value in zip(
-            part, _score_batch(model, tokenizer, prompt, [rows[k] for k in part], longest), strict=True
-        ):
-            out[k] = value
-    return out
-
-
-def _score_batch(model, tokenizer, prompt: list[int], rows: list[list[int]], longest: int) -> list[float]:
-    # Same prompt for every row and right padding: response token t sits at len(prompt) + t in all
-    # rows, so keeping the last longest + 1 logits covers every response token of the batch.
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    device = next(model.parameters()).device
-    ids = torch.tensor([prompt + row + [pad] * (longest - len(row)) for row in rows], device=device)
-    mask = torch.tensor(
-        [[1] * (len(prompt) + len(row)) + [0] * (longest - len(row)) for row in rows], device=device
-    )
-    logits = model(input_ids=ids, attention_mask=mask, logits_to_keep=longest + 1).logits[:, :-1].float()
-    targets = ids[:, len(prompt) :]
-    picked = torch.log_softmax(logits, dim=-1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
-    valid = mask[:, len(prompt) :].to(picked.dtype)
-    return ((picked * valid).sum(1) / valid.sum(1)).tolist()
-
-
-def prompt_scores(samples: list[str], logliks: list[float]) -> dict[str, float]:
-    """All writing metrics of one prompt's samples."""
-    finite = [v for v in logliks if not math.isnan(v)]
+def prompt_scores(samples: list[str], logliks: list[float], ended: list[bool]) -> dict[str, float]:
+    """All writing metrics of one prompt's samples (`ended`: which stopped by themselves)."""
     return {
         "diversity": embedding_dissimilarity(samples),
         "distinct_1": distinct_n(samples, 1),
         "distinct_2": distinct_n(samples, 2),
-        "loglik": sum(finite) / len(finite) if finite else math.nan,
         "repetition": sum(map(is_degenerate, samples)) / len(samples),
-        "words": sum(len(s.split()) for s in samples) / len(samples),
+        **reply_scores(samples, ended, logliks),
     }
 
 
@@ -95,8 +53,9 @@ def evaluate_writing(
     rows, examples = [], []
     for index, prompt in enumerate(tqdm(prompts, desc=desc, leave=False)):
         seeded = SamplingSettings(**{**settings.as_dict(), "seed": item_seed(settings.seed, index)})
-        samples = sample(model, tokenizer, prompt.text, seeded)
-        row = prompt_scores(samples, token_logliks(scorer, tokenizer, prompt.text, samples))
+        replies = sample_replies(model, tokenizer, prompt.text, seeded)
+        samples = replies.texts
+        row = prompt_scores(samples, token_logliks(scorer, tokenizer, prompt.text, samples), replies.ended)
         rows.append({**row, "kind": prompt.kind})
         if index < 3:
             examples += [{"prompt": prompt.text, "output": s[:400]} for s in samples[:2]]

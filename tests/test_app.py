@@ -594,3 +594,62 @@ def test_the_page_wires_clickable_heatmaps_rules_and_concurrency_groups(page):
     assert groups["select_cell"][0] == groups["change_view"][0] == "view"
     assert groups["export_selected"] == ("export", 1)
     assert app.build_app() is not page.demo  # build_app() is a fresh page's Blocks
+
+
+# ---------------------------------------------------------------- restore modes, layer sets, fractions
+
+
+def test_restore_selector_sweeps_each_mode_once_and_shows_it(page, sources):
+    from slr_core.sweep import naive_interval_scores
+
+    view = SessionView()
+    page.show_pair(view, *sources)
+    switched = wired(page, "change_mode", page.change_mode(view, "attention"))
+    assert view.mode == "attention" and switched[page.sweep_token] != SKIP  # not swept yet: sweep it
+    for _ in page.run_sweep(view):
+        pass
+    assert is_complete(view.landscape) and view.landscape.meta["restore"] == "attention"
+    entry = app.REGISTRY.get(view.key)
+    naive = naive_interval_scores(entry.pair, entry.encoded, 1, 2, mode="attention").mean(0)
+    assert abs(view.landscape.intervals[(1, 2)].diversity - float(naive[1])) < 1e-4
+    update = page.view_update(view)
+    assert np.allclose(
+        heat_z(update, page.heat_diversity), view.landscape.matrix("diversity"), equal_nan=True
+    )
+    assert "attention only" in update[page.modes_summary]
+    fronts = [trace["name"] for trace in update[page.modes_plot].to_dict()["data"]]
+    assert any(name.startswith("attention only (10 intervals)") for name in fronts)
+    again = wired(page, "change_mode", page.change_mode(view, "layer"))
+    assert view.mode == "layer" and view.landscape.meta["restore"] == "layer"
+    assert page.change_mode(view, "attention")[page.sweep_token] == SKIP  # cached: no second sweep
+    assert again[page.sweep_token] != SKIP  # whole layers were never swept in this cache
+
+
+def test_compare_and_export_a_partial_fractional_set(page, swept_view, tmp_path, monkeypatch):
+    from slr_core.hybrid import Restoration, build_restored
+
+    monkeypatch.setattr(app, "STREAM_SECONDS", 0.0)
+    monkeypatch.setenv("SLR_EXPORT_DIR", str(tmp_path / "exports"))
+    swept_view.mode = "mlp"
+    updates = list(page.compare(swept_view, CRC_PROMPT, 2, 0.1, 1.0, 6, 3, False, "0,2-3", 0.5))
+    final = {key: value for update in updates for key, value in update.items()}
+    assert "Hybrid layers 0,2-3 MLP only, λ=0.5" in final[page.compare_info]
+    assert "MiB of blended weights" in final[page.compare_info]
+    pair = app.REGISTRY.get(swept_view.key).pair
+    hybrid = build_restored(pair, Restoration((0, 2, 3), "mlp", 0.5))
+    settings = SamplingSettings(2, 0.1, 1.0, 6, 3)
+    assert list_items(final[page.columns["hybrid"][0]]) == sample(
+        hybrid, pair.tokenizer, CRC_PROMPT, settings
+    )
+    update = wired(page, "export_selected", page.export_selected(swept_view, 1, 2, "", 0.5))
+    assert "[1, 2] MLP only, λ=0.5" in update[page.export_note]
+    with zipfile.ZipFile(update[page.export_file]["value"]) as opened:
+        provenance = [name for name in opened.namelist() if name.endswith("slr_export.json")]
+        saved = json.loads(opened.read(provenance[0]))
+    assert saved["restore"] == "mlp" and saved["lambda"] == 0.5 and saved["layers"] == [1, 2]
+    with pytest.raises(gr.Error, match="Cannot read layers"):
+        next(page.compare(swept_view, CRC_PROMPT, 2, 0.1, 1.0, 6, 3, False, "2-1", 1.0))
+    swept_view.selected = (1, 2)
+    sliced = wired(page, "slice_lambda", page.slice_lambda(swept_view, ""))
+    names = [trace["name"] for trace in sliced[page.tradeoff].to_dict()["data"]]
+    assert "[1, 2] MLP only, λ = 0 … 1" in names and "Proxy-Soup (α = 0 … 1)" in names

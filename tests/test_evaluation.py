@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import math
 
 import pytest
 import torch
 
-from slr_core import evaluation, qa, writing
-from slr_core.chat import encode_chat
+from slr_core import evaluation, likelihood, qa, writing
+from slr_core.chat import encode_chat, end_of_turn_ids
 from slr_core.errors import SLRError
 from slr_core.evaluation import EvalSettings, EvaluationError, run_evaluation, select_methods
 from slr_core.landscape import Landscape, Point
 from slr_core.qa import Matcher, mean_std, normalise, question_scores
 from slr_core.qa_data import QUESTIONS
+from slr_core.sampling import SamplingSettings, sample_replies
 from slr_core.writing_data import KINDS, PROMPTS
 
 BY_ID = {q.id: q for q in QUESTIONS}
@@ -124,20 +127,21 @@ def test_embedding_dissimilarity_is_one_minus_mean_pairwise_cosine():
 
 
 def test_prompt_scores_on_known_text():
-    scores = writing.prompt_scores(["a b c", "a b d"], [-1.0, math.nan])
+    scores = writing.prompt_scores(["a b c", "a b d"], [-1.0, math.nan], [True, False])
     assert scores["distinct_1"] == pytest.approx(4 / 6)
     assert scores["distinct_2"] == pytest.approx(3 / 4)
     assert scores["loglik"] == pytest.approx(-1.0)  # NaN (empty sample) left out
     assert scores["repetition"] == 0.0
     assert scores["words"] == 3.0
-    same = writing.prompt_scores(["same text", "same text"], [-1.0, -1.0])
+    assert scores["stopped"] == 0.5
+    same = writing.prompt_scores(["same text", "same text"], [-1.0, -1.0], [True, True])
     assert same["diversity"] == pytest.approx(0, abs=1e-5)
 
 
 def test_token_logliks_match_a_direct_computation(tiny_pair, monkeypatch):
     model, tokenizer = tiny_pair.post, tiny_pair.tokenizer
     instruction, samples = "Generate a random letter", ["A B C", "", "0 1 2 3 4 5"]
-    batched = writing.token_logliks(model, tokenizer, instruction, samples)
+    batched = likelihood.token_logliks(model, tokenizer, instruction, samples)
     prompt = encode_chat(tokenizer, instruction)
     for text, value in zip(samples, batched, strict=True):
         response = tokenizer(text, add_special_tokens=False)["input_ids"]
@@ -149,9 +153,34 @@ def test_token_logliks_match_a_direct_computation(tiny_pair, monkeypatch):
         logprobs = torch.log_softmax(logits[len(prompt) - 1 : -1], dim=-1)
         expected = logprobs[torch.arange(len(response)), torch.tensor(response)].mean().item()
         assert value == pytest.approx(expected, abs=1e-4)
-    monkeypatch.setattr(writing, "LOGIT_BUDGET", 1)  # one sample per forward pass
-    one_by_one = writing.token_logliks(model, tokenizer, instruction, samples)
+    monkeypatch.setattr(likelihood, "LOGIT_BUDGET", 1)  # one sample per forward pass
+    one_by_one = likelihood.token_logliks(model, tokenizer, instruction, samples)
     assert one_by_one == pytest.approx(batched, abs=1e-4, nan_ok=True)
+
+
+def test_a_reply_ended_by_itself_exactly_when_it_emitted_an_end_of_turn_token(tiny_pair):
+    model, tokenizer = copy.deepcopy(tiny_pair.post), tiny_pair.tokenizer
+    end_ids = end_of_turn_ids(tokenizer)
+    # Favour the end-of-turn tokens (a logit bias on this copy's head) so that, at this cap, some
+    # replies end and some do not.
+    head = model.get_output_embeddings()
+    biased = torch.nn.Linear(head.in_features, head.out_features, bias=True)
+    with torch.no_grad():
+        biased.weight, biased.bias[:] = head.weight, 0.0
+        biased.bias[end_ids] = 2.0  # 7 of the 24 replies end within 4 tokens (min-p 0.1)
+    model.set_output_embeddings(biased)
+    short = SamplingSettings(num_samples=24, max_new_tokens=4, seed=1)
+    replies = sample_replies(model, tokenizer, "Name a colour.", short)
+    assert 0 < sum(replies.ended) < len(replies.ended), replies.ended
+    assert replies.stop_share == sum(replies.ended) / 24
+    # The same seed with a higher cap replays the same tokens: a reply that ended stays as it was,
+    # and one that ran into the cap has either gone on or ended right at the cap.
+    longer = sample_replies(model, tokenizer, "Name a colour.", dataclasses.replace(short, max_new_tokens=12))
+    for text, ended, text_long, ended_long in zip(replies.texts, replies.ended, longer.texts, longer.ended):
+        if ended:
+            assert ended_long and text_long == text
+        else:
+            assert text_long != text or ended_long
 
 
 # ---------------------------------------------------------------- data
@@ -260,6 +289,8 @@ def test_qa_end_to_end_structure_ranges_cache(tiny_pair, monkeypatch):
             assert 0.0 <= metrics["entropy"] <= math.log(TINY.num_samples) + 1e-9
             assert 0.0 <= metrics["coverage"] <= 1.0
             assert all(metrics[f"{n}_std"] >= 0 for n in ("precision", "entropy", "coverage"))
+            assert 0.0 <= metrics["stopped"] <= 1.0 and metrics["words"] >= 0.0
+            assert metrics["loglik"] <= 0.0 or math.isnan(metrics["loglik"])
     meta = results["meta"]
     assert (
         meta["methods"]["slr_paper"]["interval"] == [1, 2] and meta["methods"]["soup_paper"]["alpha"] == 0.5
@@ -272,6 +303,7 @@ def test_qa_end_to_end_structure_ranges_cache(tiny_pair, monkeypatch):
     assert meta["post_fingerprint"] == tiny_pair.post_fingerprint
     table = evaluation.format_table(results)
     assert "SLR paper [1, 2]" in table and "SLR strict [1, 1]" in table and "coverage-n" in table
+    assert "stopped" in table and "LL/tok*" in table
     assert "Proxy-Soup paper alpha=0.50" in table
     assert len(evaluation.results_frame(results)) == 16
     assert len(evaluation.figure_data(results)["precision"]) == 16
@@ -279,7 +311,7 @@ def test_qa_end_to_end_structure_ranges_cache(tiny_pair, monkeypatch):
     def no_sampling(*args, **kwargs):
         raise AssertionError("a repeated call must come from the cache")
 
-    monkeypatch.setattr(qa, "sample", no_sampling)
+    monkeypatch.setattr(qa, "sample_replies", no_sampling)
     again = run_evaluation(tiny_pair, tiny_landscape(), "qa", True, [1.0, 1.5], seed=3, settings=TINY)
     assert numbers(again) == numbers(results)
 

@@ -8,6 +8,7 @@ from tiny_pairs import build_tokenizer
 from slr_core import sweep
 from slr_core.branches import make_batch
 from slr_core.cached_sweep import all_intervals
+from slr_core.capture import Reference, replay
 from slr_core.chat import end_of_turn_ids
 from slr_core.crc import answer_probabilities, default_prompts, encode_prompts
 from slr_core.models import load_pair
@@ -63,27 +64,37 @@ def test_skipped_branches_change_nothing_measurable(tiny_pair, monkeypatch):
     batch = make_batch(encoded, tiny_pair.tokenizer.pad_token_id, tiny_pair.device)
     end_ids = end_of_turn_ids(tiny_pair.tokenizer)
     every = Stats()
-    monkeypatch.setattr(sweep, "SKIP_BELOW", 0.0)
+    monkeypatch.setattr(sweep, "SKIP_TIERS", (0.0,))
     exact = model_scores(tiny_pair.pre, encoded, batch, end_ids, every)
     assert every.branches_skipped == 0
-    # Skip every branch at first: the bound must send each prompt back for a second look.
-    monkeypatch.setattr(sweep, "SKIP_BELOW", 2.0)
+    # The shipped tiers: whatever they skip moves strict quality by at most SKIP_RELATIVE of it.
+    monkeypatch.setattr(sweep, "SKIP_TIERS", (1e-4, 1e-8, 0.0))
+    tiered = Stats()
+    shipped = model_scores(tiny_pair.pre, encoded, batch, end_ids, tiered)
+    assert tiered.head_rows + tiered.branches_skipped == every.head_rows
+    _assert_within_bound(exact, shipped, sweep.SKIP_RELATIVE)
+    # No tier reaches a branch: the last tier must still score every prompt that is not settled.
+    monkeypatch.setattr(sweep, "SKIP_TIERS", (2.0, 0.0))
     second_look = Stats()
-    again = model_scores(tiny_pair.pre, encoded, batch, end_ids, second_look)
-    assert torch.equal(again, exact)
+    assert torch.equal(model_scores(tiny_pair.pre, encoded, batch, end_ids, second_look), exact)
     assert second_look.head_rows == every.head_rows
     # With a loose bound, the less likely half of the branches is skipped; the error stays under it.
-    monkeypatch.setattr(sweep, "SKIP_BELOW", _median_answer_probability(tiny_pair.pre, encoded))
+    monkeypatch.setattr(sweep, "SKIP_TIERS", (_median_answer_probability(tiny_pair.pre, encoded), 0.0))
     monkeypatch.setattr(sweep, "SKIP_RELATIVE", 1000.0)
     loose = Stats()
     approximate = model_scores(tiny_pair.pre, encoded, batch, end_ids, loose)
     assert loose.branches_skipped > 0
+    _assert_within_bound(exact, approximate, 1000.0)
+
+
+def _assert_within_bound(exact: torch.Tensor, approximate: torch.Tensor, relative: float) -> None:
     error = exact[:, 3] - approximate[:, 3]
     assert bool((error >= -1e-15).all())  # skipping only drops non-negative terms
-    assert bool((error <= 1000.0 * approximate[:, 3] + 1e-15).all())
+    assert bool((error <= relative * approximate[:, 3] + 1e-15).all())
     assert torch.equal(approximate[:, :2], exact[:, :2])
 
 
+@torch.no_grad()
 def _median_answer_probability(model, encoded) -> float:
     probs = []
     for p, ids in enumerate(encoded.input_ids):
@@ -116,3 +127,19 @@ def test_end_of_turn_ids_are_eos_and_the_templates_marker(tmp_path, template, ma
         tokenizer.chat_template = template
     expected = sorted({tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids(marker)})
     assert end_of_turn_ids(tokenizer) == expected
+
+
+def test_models_replaying_the_post_models_layer_calls_score_as_if_recorded(tiny_paths):
+    pre, post = tiny_paths("gemma3")  # sliding and global layers: two kinds of recorded masks
+    pair = load_pair(str(pre), str(post), Settings(device="cpu", dtype="float32"))
+    encoded = _prompts(pair.tokenizer)
+    batch = make_batch(encoded, pair.tokenizer.pad_token_id, pair.device)
+    end_ids, reference = end_of_turn_ids(pair.tokenizer), Reference(pair.post, batch)
+    for model in (pair.pre, soup_model(pair, 0.35)):
+        replayed = model_scores(model, encoded, batch, end_ids, reference=reference)
+        assert torch.allclose(replayed, model_scores(model, encoded, batch, end_ids), atol=1e-6, rtol=0)
+        _assert_equal(replayed, naive_scores(model, pair.tokenizer, encoded), "replayed")
+    # A batch laid out differently has other layer-0 arguments: no replay, a fresh recording.
+    other = encode_prompts(pair.tokenizer, default_prompts()[:2])
+    other_batch = make_batch(other, pair.tokenizer.pad_token_id, pair.device)
+    assert replay(pair.pre, other_batch, reference.capture()) is None
