@@ -237,8 +237,10 @@ class Page:
         view.selected = require_interval(view, *event.index)
         return self.view_update(view)
 
-    def select_typed(self, view: SessionView, start, end) -> dict:
-        """Select the typed interval."""
+    def select_typed(self, view: SessionView, start, end, layers="") -> dict:
+        """Select the typed interval (none typed but layers are: the layers box picks the hybrid)."""
+        if start in (None, "") and end in (None, "") and (layers or "").strip():
+            return self.view_update(view)
         view.selected = require_interval(view, start, end)
         return self.view_update(view)
 
@@ -515,7 +517,9 @@ def wire(page: Page) -> None:
     page.load_button.click(page.show_pair, [page.view, page.pre_box, page.post_box], pair_outputs, **loading)
     page.preset.change(page.pick_preset, [page.preset], [page.pre_box, page.post_box], queue=False)
     selections = [(heatmap.select, page.select_cell, [], "multiple") for heatmap in heatmaps]
-    selections += [(page.compare_button.click, page.select_typed, [page.start, page.end], "once")]
+    selections += [
+        (page.compare_button.click, page.select_typed, [page.start, page.end, page.layers], "once")
+    ]
     selections += [(page.best_button.click, page.select_best, [], "once")]
     compare_events = []
     for trigger, handler, fields, mode in selections:

@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 
@@ -77,3 +78,12 @@ def demo_pair():
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv(CACHE_ENV, str(USER_CACHE))
         return load_pair("demo:pre", "demo:post", Settings(device="cpu"))
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny models: thread hand-offs cost more than their matmuls, worst on a shared 2-core CPU."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -253,6 +253,11 @@ def test_clicks_select_per_session_intervals(page, rule_view, sources):
     assert rule_view.selected == (0, 2)
     typed = wired(page, "select_typed", page.select_typed(rule_view, 1, 3))
     assert (typed[page.start], typed[page.end]) == (1, 3) == rule_view.selected
+    # No interval typed but layers are: Compare goes on to those layers, the selection stays.
+    wired(page, "select_typed", page.select_typed(rule_view, None, None, "0,2"))
+    assert rule_view.selected == (1, 3)
+    with pytest.raises(gr.Error, match="type start i and end j"):
+        page.select_typed(rule_view, None, None, "  ")
 
 
 # ---------------------------------------------------------------- selection rules

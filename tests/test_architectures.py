@@ -48,13 +48,7 @@ EXPECTED = {
 NEW_FAMILIES = ["olmo2", "granite", "smollm3", "cohere", "mixtral", "gemma3_mm"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models: thread hand-offs cost more than their matmuls, worst on a shared 2-core CPU."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _pair(tiny_paths, family: str) -> ModelPair:

@@ -139,7 +139,8 @@ def wait_for_full_landscape(page) -> None:
 
 
 def click_cell(page, plot: str, start: int, end: int) -> None:
-    """A real mouse click in the middle of cell [start, end]."""
+    """A real mouse click in the middle of cell [start, end], scrolled into view first as a user would."""
+    page.locator(plot).scroll_into_view_if_needed()
     position = page.evaluate(CELL_POSITION, [plot, start, end])
     page.mouse.click(position["x"], position["y"])
 

@@ -31,13 +31,7 @@ from slr_core.sweep import naive_interval_scores, naive_scores, sweep_intervals
 PARTIAL = ["attention", "mlp"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models: thread hand-offs cost more than their matmuls, worst on a shared 2-core CPU."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _load(tiny_paths, family):

@@ -12,14 +12,7 @@ from slr_core.settings import Settings
 from slr_core.soup import soup_model
 from slr_core.sweep import Stats, make_batch, model_scores, naive_interval_scores, sweep_intervals
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models: thread hand-offs cost more than their matmuls, worst on a shared 2-core CPU."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # Digit and letter prompts of different lengths and answer counts: padding, windows and branches vary.
