@@ -294,22 +294,5 @@ def checkpoint_layers_path(model: nn.Module) -> str:
     """Prefix of the decoder layers' tensor names in checkpoint files (what save_pretrained writes and
     mergekit reads), e.g. 'language_model.model.layers' for Gemma 3 4B+ whose modules sit at
     'model.language_model.layers'; the module path where transformers renames nothing."""
-    path = layers_path(model)
-    try:
-        from transformers.core_model_loading import revert_weight_conversion
-    except ImportError:
-        return path
-    layer = model.get_submodule(path)[0]
-    # The smallest tensor of layer 0 (a norm weight): renamings only, never a fused-expert split.
-    named = sorted(layer.state_dict().items(), key=lambda item: item[1].numel())
-    for name, tensor in named:
-        suffix = f".0.{name}"
-        try:
-            reverted = revert_weight_conversion(model, {f"{path}{suffix}": tensor})
-        except Exception:  # noqa: BLE001 - a converter that needs its sibling tensors: try the next
-            continue
-        if len(reverted) == 1:
-            key = next(iter(reverted))
-            if key.endswith(suffix):
-                return key[: -len(suffix)]
-    return path
+    # The layer list is a module like any other: its smallest tensor (a norm weight) renames alone.
+    return checkpoint_module_path(model, layers_path(model))

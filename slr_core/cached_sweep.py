@@ -149,7 +149,7 @@ def survey(
     if landscape.intervals:
         yield landscape
     if missing:
-        for result in sweep_intervals(pair, encoded, missing, batch_tokens, stats, mode):
+        for result in sweep_intervals(pair, encoded, missing, batch_tokens, stats, mode, reference):
             point = store(interval_name(result.start, result.end), _point(result.per_prompt))
             landscape.intervals[(result.start, result.end)] = point
             yield landscape

@@ -29,7 +29,7 @@ COLOUR_SCALES = {"quality": "Viridis", "strict_quality": "Viridis", "stop": "Civ
 FONT = {"family": "Inter, system-ui, sans-serif", "size": 12}
 
 
-def _base_layout(title: str, height: int) -> dict:
+def base_layout(title: str, height: int) -> dict:
     return {
         "title": {"text": title, "x": 0.02, "xanchor": "left", "font": {"size": 14}},
         "height": height,
@@ -125,7 +125,7 @@ def heatmap_figure(
     tick_step = max(1, math.ceil(size / 12))
     axis = {"tickmode": "linear", "dtick": tick_step, "showgrid": False, "zeroline": False}
     figure.update_layout(
-        **_base_layout(title, height),
+        **base_layout(title, height),
         shapes=shapes,
         xaxis={**axis, "title": {"text": "end layer j"}, "range": [-0.5, size - 0.5], "constrain": "domain"},
         yaxis={
@@ -203,52 +203,30 @@ def tradeoff_figure(
         row = sorted((key, point) for key, point in landscape.intervals.items() if key[0] == start)
         if len(row) < 2:
             continue
+        labels = [f"[{key[0]}, {key[1]}]" for key, _ in row]
+        line = {"width": 1.5}
         figure.add_trace(
-            go.Scatter(
-                x=[point.diversity for _, point in row],
-                y=[y_of(point) for _, point in row],
-                mode="lines+markers",
-                name=f"fixed start i = {start}",
-                line={"width": 1.5},
-                marker={"size": 5},
-                text=[f"[{key[0]}, {key[1]}]" for key, _ in row],
-                hovertemplate=hover,
-            )
+            curve_trace([p for _, p in row], labels, y_of, f"fixed start i = {start}", hover, line)
         )
     if landscape.soup:
         alphas = sorted(landscape.soup)
-        figure.add_trace(
-            go.Scatter(
-                x=[landscape.soup[alpha].diversity for alpha in alphas],
-                y=[y_of(landscape.soup[alpha]) for alpha in alphas],
-                mode="lines+markers",
-                name="Proxy-Soup (α = 0 … 1)",
-                line={"color": SOUP_COLOUR, "width": 2},
-                marker={"size": 5, "color": SOUP_COLOUR},
-                text=[f"α = {alpha:.2f}" for alpha in alphas],
-                hovertemplate="Soup " + hover,
-            )
-        )
+        points, labels = [landscape.soup[a] for a in alphas], [f"α = {a:.2f}" for a in alphas]
+        line = {"color": SOUP_COLOUR, "width": 2}
+        figure.add_trace(curve_trace(points, labels, y_of, "Proxy-Soup (α = 0 … 1)", "Soup " + hover, line))
     if lambda_slice is not None and lambda_slice[1]:
         label, points = lambda_slice[0], sorted(lambda_slice[1].items())
-        figure.add_trace(
-            go.Scatter(
-                x=[point.diversity for _, point in points],
-                y=[y_of(point) for _, point in points],
-                mode="lines+markers",
-                name=f"{label}, λ = 0 … 1",
-                line={"color": LAMBDA_COLOUR, "width": 2, "dash": "dash"},
-                marker={"size": 5, "color": LAMBDA_COLOUR},
-                text=[f"λ = {fraction:.2f}" for fraction, _ in points],
-                hovertemplate="λ slice " + hover,
-            )
+        labels, line = (
+            [f"λ = {f:.2f}" for f, _ in points],
+            {"color": LAMBDA_COLOUR, "width": 2, "dash": "dash"},
         )
+        name = f"{label}, λ = 0 … 1"
+        figure.add_trace(curve_trace([p for _, p in points], labels, y_of, name, "λ slice " + hover, line))
     for name, point, marker, colour in (
         ("post-trained", landscape.post, "diamond", POST_COLOUR),
         ("pre-trained", landscape.pre, "square", PRE_COLOUR),
     ):
         if point is not None:
-            figure.add_trace(_point_trace(name, point.diversity, y_of(point), marker, colour, 14, symbol))
+            figure.add_trace(point_trace(name, point.diversity, y_of(point), marker, colour, 14, symbol))
     for label, interval, marker, colour in (
         ("best", best, "star", SLR_COLOUR),
         ("selected", selected, "circle-open", SELECTED_COLOUR),
@@ -256,7 +234,7 @@ def tradeoff_figure(
         if interval is not None and interval in landscape.intervals:
             point = landscape.intervals[interval]
             name = f"{label} [{interval[0]}, {interval[1]}]"
-            figure.add_trace(_point_trace(name, point.diversity, y_of(point), marker, colour, 16, symbol))
+            figure.add_trace(point_trace(name, point.diversity, y_of(point), marker, colour, 16, symbol))
     shapes, annotations = [], []
     if q_min is not None:
         shapes.append(
@@ -286,7 +264,7 @@ def tradeoff_figure(
         "strict Q (valid answer, then the reply ends)" if rule == "strict" else "Q (mass on valid answers)"
     )
     figure.update_layout(
-        **_base_layout(f"{symbol} vs diversity of every interval ({rule} rule)", height),
+        **base_layout(f"{symbol} vs diversity of every interval ({rule} rule)", height),
         xaxis={"title": {"text": "D (diversity over valid answers)"}},
         yaxis={"title": {"text": y_title}},
         legend={"orientation": "h", "y": -0.18, "x": 0, "font": {"size": 11}},
@@ -297,7 +275,22 @@ def tradeoff_figure(
     return figure
 
 
-def _point_trace(
+def curve_trace(points: list, labels: list[str], y_of, name: str, hover: str, line: dict) -> go.Scatter:
+    """A line through landscape points (D on x, y_of(point) on y), one label per point for the hover."""
+    marker = {"size": 5, **({"color": line["color"]} if "color" in line else {})}
+    return go.Scatter(
+        x=[point.diversity for point in points],
+        y=[y_of(point) for point in points],
+        mode="lines+markers",
+        name=name,
+        line=line,
+        marker=marker,
+        text=labels,
+        hovertemplate=hover,
+    )
+
+
+def point_trace(
     name: str, x: float, y: float, marker: str, colour: str, size: int, quality: str = "Q"
 ) -> go.Scatter:
     return go.Scatter(
@@ -329,7 +322,7 @@ def drift_figure(
     if interval is not None:
         title += f" (orange: restored [{interval[0]}, {interval[1]}])"
     figure.update_layout(
-        **_base_layout(title, height),
+        **base_layout(title, height),
         xaxis={
             "title": {"text": "decoder layer"},
             "tickmode": "linear",
@@ -363,7 +356,7 @@ def crc_histogram(
     ]
     for bar in bars:
         bar.hovertemplate = f"%{{x}} ({bar.name}): %{{y}}<extra></extra>"
-    layout = _base_layout(title, height)
+    layout = base_layout(title, height)
     layout["margin"] = {"l": 40, "r": 8, "t": 36 if title else 8, "b": 64}
     return go.Figure(bars).update_layout(
         **layout,
@@ -383,7 +376,7 @@ def evaluation_figure(bars: dict[str, list[dict]]) -> go.Figure:
     """
     metrics = [metric for metric, rows in bars.items() if rows]
     if not metrics:
-        return go.Figure().update_layout(**_base_layout("No evaluation results yet", 300))
+        return go.Figure().update_layout(**base_layout("No evaluation results yet", 300))
     methods = list(dict.fromkeys(row["method"] for metric in metrics for row in bars[metric]))
     figure = make_subplots(rows=1, cols=len(metrics), subplot_titles=metrics, horizontal_spacing=0.07)
     for column, metric in enumerate(metrics, start=1):
@@ -408,7 +401,7 @@ def evaluation_figure(bars: dict[str, list[dict]]) -> go.Figure:
                 col=column,
             )
     figure.update_layout(
-        **_base_layout("Downstream evaluation (mean over items; bars: std)", 380),
+        **base_layout("Downstream evaluation (mean over items; bars: std)", 380),
         barmode="group",
         legend={"orientation": "h", "y": -0.15, "x": 0},
     )

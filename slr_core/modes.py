@@ -13,11 +13,11 @@ import plotly.graph_objects as go
 from . import cache
 from .cached_sweep import context_id
 from .crc import EncodedPrompts, crc_means
-from .figures import POST_COLOUR, PRE_COLOUR, SLR_COLOUR, _base_layout, _point_trace
+from .figures import POST_COLOUR, PRE_COLOUR, SLR_COLOUR, base_layout, point_trace
 from .hybrid import Restoration, build_restored
 from .landscape import METRICS, RULE_QUALITY, Landscape, Point, check_rule
 from .models import ModelPair
-from .summary import _number
+from .summary import format_number
 
 MODE_NAMES = {"layer": "whole layers", "attention": "attention only", "mlp": "MLP only"}
 MODE_COLOURS = {"layer": SLR_COLOUR, "attention": "#1098ad", "mlp": "#ae3ec9"}
@@ -47,14 +47,20 @@ def modes_markdown(landscapes: dict[str, Landscape], fraction: float, rule: str)
         numbers = (
             ["", "", ""]
             if point is None
-            else [_number(point.rule_quality(rule), 3), _number(point.diversity, 3), _number(point.stop, 3)]
+            else [
+                format_number(point.rule_quality(rule), 3),
+                format_number(point.diversity, 3),
+                format_number(point.stop, 3),
+            ]
         )
         lines.append(
             f"| {MODE_NAMES[mode]} | {where} | "
             + " | ".join(numbers)
             + f" | {len(landscape.intervals)} / {total} |"
         )
-    return "\n".join(lines) + f"\n\nAt the same q_min = {_number(q_min, 3)} ({rule} rule) for every mode."
+    return (
+        "\n".join(lines) + f"\n\nAt the same q_min = {format_number(q_min, 3)} ({rule} rule) for every mode."
+    )
 
 
 def modes_figure(
@@ -86,7 +92,7 @@ def modes_figure(
         value = getattr(point, metric) if point is not None else None
         if value is not None:
             figure.add_trace(
-                _point_trace(f"{name}-trained", point.diversity, value, marker, colour, 14, symbol)
+                point_trace(f"{name}-trained", point.diversity, value, marker, colour, 14, symbol)
             )
     shapes = []
     if q_min is not None:
@@ -95,7 +101,7 @@ def modes_figure(
             {"type": "line", "xref": "paper", "x0": 0, "x1": 1, "y0": q_min, "y1": q_min, "line": line}
         )
     figure.update_layout(
-        **_base_layout(f"Pareto fronts by restore mode ({rule} rule; dashed: q_min)", height),
+        **base_layout(f"Pareto fronts by restore mode ({rule} rule; dashed: q_min)", height),
         xaxis={"title": {"text": "D (diversity over valid answers)"}},
         yaxis={"title": {"text": symbol}},
         legend={"orientation": "h", "y": -0.18, "x": 0, "font": {"size": 11}},

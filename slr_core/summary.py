@@ -63,12 +63,12 @@ def rule_lines(landscape: Landscape, fraction: float) -> list[str]:
         return []
     rules = landscape.summary(fraction)["rules"]
     return [
-        f"{rule} rule: " + RULE_WORDS[rule].format(fraction=fraction, q_min=_number(found["q_min"], 4))
+        f"{rule} rule: " + RULE_WORDS[rule].format(fraction=fraction, q_min=format_number(found["q_min"], 4))
         for rule, found in rules.items()
     ]
 
 
-def _number(value: float | None, digits: int) -> str:
+def format_number(value: float | None, digits: int) -> str:
     """`digits` decimals; significant digits instead for values too small to show that way."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "n/a"
@@ -95,10 +95,10 @@ def summary_markdown(landscape: Landscape, fraction: float, digits: int = 4, con
     ]
     for row in rows:
         label = f"**{row['label']}**" if row["kind"] == "slr" else row["label"]
-        q_min = "" if row["q_min"] is None else _number(row["q_min"], digits)
+        q_min = "" if row["q_min"] is None else format_number(row["q_min"], digits)
         cells = [label, row["rule"] or "", q_min, _where(row)]
         if row["kind"] != "none":
-            cells += [_number(row[NUMBERS[column]], digits) for column in columns]
+            cells += [format_number(row[NUMBERS[column]], digits) for column in columns]
         else:
             cells += [""] * len(columns)
         lines.append("| " + " | ".join(cells) + " |")
@@ -116,7 +116,7 @@ def summary_text(landscape: Landscape, fraction: float, digits: int = 4) -> str:
     columns = _columns(landscape)
 
     def numbers(row: dict) -> str:
-        return ", ".join(f"{_text_name(c)} = {_number(row[NUMBERS[c]], digits)}" for c in columns)
+        return ", ".join(f"{_text_name(c)} = {format_number(row[NUMBERS[c]], digits)}" for c in columns)
 
     lines, rule_text = [], dict(zip(landscape.summary(fraction)["rules"], rule_lines(landscape, fraction)))
     for row in rows:
@@ -125,7 +125,7 @@ def summary_text(landscape: Landscape, fraction: float, digits: int = 4) -> str:
         elif row["kind"] == "none":
             lines += [
                 rule_text[row["rule"]],
-                f"  no interval reaches q_min = {_number(row['q_min'], digits)}",
+                f"  no interval reaches q_min = {format_number(row['q_min'], digits)}",
             ]
         elif row["kind"] == "slr":
             lines += [rule_text[row["rule"]], f"  best interval {_where(row)}: {numbers(row)}"]
@@ -167,7 +167,7 @@ def references_markdown(
 
     def row(name: str, point: Point | None) -> None:
         if point is not None:
-            cells = (_number(getattr(point, NUMBERS[column]), 3) for column in columns)
+            cells = (format_number(getattr(point, NUMBERS[column]), 3) for column in columns)
             rows.append(f"| {name} | " + " | ".join(cells) + " |")
 
     row("**Post-trained**", landscape.post)
@@ -186,7 +186,7 @@ def references_markdown(
     lines = ["\n".join(rows)]
     if q_min is not None:
         quality = "strict Q" if rule == "strict" else "Q"
-        lines.append(f"{rule} rule: q_min = {fraction:.2f} × {quality}_post = **{_number(q_min, 3)}**")
+        lines.append(f"{rule} rule: q_min = {fraction:.2f} × {quality}_post = **{format_number(q_min, 3)}**")
         if best is None and landscape.intervals:
             lines.append("No swept interval reaches q_min yet.")
     if not landscape.has_strict:

@@ -143,6 +143,7 @@ def sweep_intervals(
     batch_tokens: int = 16384,
     stats: Stats | None = None,
     mode: str = "layer",
+    reference: Reference | None = None,
 ) -> Iterator[IntervalScores]:
     """Yield exact per-prompt scores for each interval in `wanted`, column by column.
 
@@ -153,13 +154,17 @@ def sweep_intervals(
     check_mode(mode)
     for start, end in wanted:
         check_interval(start, end, num_layers)
-    batch = make_batch(encoded, pair.tokenizer.pad_token_id, pair.device)
+    # The post model's capture is the same for every interval: reuse the caller's if it has one.
+    reference = reference or Reference(
+        pair.post, make_batch(encoded, pair.tokenizer.pad_token_id, pair.device)
+    )
+    batch = reference.batch
     end_ids = end_of_turn_ids(pair.tokenizer)
     post_layers = list(decoder_layers(pair.post))
     pre_layers = [
         restoring_layer(post, pre, mode) for post, pre in zip(post_layers, decoder_layers(pair.pre))
     ]
-    cap = capture(pair.post, batch)
+    cap = reference.capture()
     check_tail(pair.post, cap, batch)
     check_branches(pair.post, cap, batch)
     last_needed = {}

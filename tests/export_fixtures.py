@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
 from pathlib import Path
 
 import torch
@@ -29,6 +32,24 @@ def folder_tensors(folder: Path) -> dict[str, torch.Tensor]:
         with safe_open(file, "pt") as stream:
             tensors.update({name: stream.get_tensor(name) for name in stream.keys()})
     return tensors
+
+
+def mergekit_command() -> list[str] | None:
+    """mergekit-yaml from $MERGEKIT_YAML (as .ci/run sets it) or the PATH; None when not installed."""
+    found = os.environ.get("MERGEKIT_YAML") or shutil.which("mergekit-yaml")
+    return [found] if found else None
+
+
+def mergekit_rebuild(folder: Path, out: Path) -> dict[str, torch.Tensor]:
+    """Rebuild an export from its mergekit.yaml with mergekit itself; the rebuilt tensors by name."""
+    run = subprocess.run(
+        [*mergekit_command(), str(folder / "mergekit.yaml"), str(out)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    return folder_tensors(out)
 
 
 def strict_landscape() -> Landscape:

@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 import dataclasses
-import os
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
 import torch
 import yaml
-from export_fixtures import FRACTION, PAPER_PICK, STRICT_PICK, folder_tensors, load_tiny, strict_landscape
+from export_fixtures import (
+    FRACTION,
+    PAPER_PICK,
+    STRICT_PICK,
+    folder_tensors,
+    load_tiny,
+    mergekit_command,
+    mergekit_rebuild,
+    strict_landscape,
+)
 from huggingface_hub import ModelCard
 
 from slr_core.demo import DEMO_LABEL
@@ -220,24 +227,11 @@ def test_layer_filters_do_not_match_longer_layer_numbers():
     assert layer_filters("gpt_neox.layers", 2, 3) == ["gpt_neox.layers.2.", "gpt_neox.layers.3."]
 
 
-def _mergekit_command() -> list[str] | None:
-    found = os.environ.get("MERGEKIT_YAML") or shutil.which("mergekit-yaml")
-    return [found] if found else None
-
-
-@pytest.mark.skipif(_mergekit_command() is None, reason="mergekit is not installed (or set MERGEKIT_YAML)")
+@pytest.mark.skipif(mergekit_command() is None, reason="mergekit is not installed (or set MERGEKIT_YAML)")
 @pytest.mark.parametrize(("family", "interval"), [("llama", (0, 1)), ("gemma3", (2, 3))])
 def test_mergekit_rebuilds_the_exported_weights(tiny_paths, tmp_path, family, interval):
     pair = load_tiny(tiny_paths, family)
     folder = export_hybrid(pair, *interval, tmp_path / "export")
-    rebuilt = tmp_path / "rebuilt"
-    run = subprocess.run(
-        [*_mergekit_command(), str(folder / "mergekit.yaml"), str(rebuilt)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert run.returncode == 0, run.stderr[-2000:]
-    exported, merged = folder_tensors(folder), folder_tensors(rebuilt)
+    exported, merged = folder_tensors(folder), mergekit_rebuild(folder, tmp_path / "rebuilt")
     assert exported.keys() == merged.keys()
     assert all(torch.equal(exported[name], merged[name]) for name in exported)

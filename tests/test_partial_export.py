@@ -1,15 +1,12 @@
 """Partial, free-form and fractional hybrids export as model folders that mergekit rebuilds."""
 
 import json
-import os
-import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
 import torch
 import yaml
-from export_fixtures import folder_tensors, load_tiny
+from export_fixtures import folder_tensors, load_tiny, mergekit_command, mergekit_rebuild
 from transformers import AutoModelForCausalLM
 
 from slr_core.export import export_name, export_restoration
@@ -100,12 +97,7 @@ def test_cli_exports_a_set_of_layers_with_a_mode_and_fraction(tiny_paths, tmp_pa
     assert refused.value.code == 2 and "--fraction" in capsys.readouterr().err
 
 
-def _mergekit_command() -> list[str] | None:
-    found = os.environ.get("MERGEKIT_YAML") or shutil.which("mergekit-yaml")
-    return [found] if found else None
-
-
-@pytest.mark.skipif(_mergekit_command() is None, reason="mergekit is not installed (or set MERGEKIT_YAML)")
+@pytest.mark.skipif(mergekit_command() is None, reason="mergekit is not installed (or set MERGEKIT_YAML)")
 @pytest.mark.parametrize("family", ["llama", "gemma3"])
 @pytest.mark.parametrize(("layers", "mode", "fraction"), CASES)
 def test_mergekit_rebuilds_partial_and_fractional_exports(
@@ -113,15 +105,7 @@ def test_mergekit_rebuilds_partial_and_fractional_exports(
 ):
     pair = load_tiny(tiny_paths, family)
     folder = _export(pair, Restoration(layers, mode, fraction), tmp_path / "export")
-    rebuilt = tmp_path / "rebuilt"
-    run = subprocess.run(
-        [*_mergekit_command(), str(folder / "mergekit.yaml"), str(rebuilt)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert run.returncode == 0, run.stderr[-2000:]
-    exported, merged = folder_tensors(folder), folder_tensors(rebuilt)
+    exported, merged = folder_tensors(folder), mergekit_rebuild(folder, tmp_path / "rebuilt")
     assert exported.keys() == merged.keys()
     for name, tensor in exported.items():
         if fraction == 1:
