@@ -120,12 +120,14 @@ def lambda_slice(
     use_cache: bool = True,
 ) -> dict[float, Point]:
     """CRC of the restoration at each fraction lambda (0 is the post-trained model), cached per point."""
+    from .capture import Reference
     from .chat import end_of_turn_ids
     from .sweep import make_batch, model_scores
 
     context = context_id(pair, encoded)
     batch = make_batch(encoded, pair.tokenizer.pad_token_id, pair.device)
     end_ids, points = end_of_turn_ids(pair.tokenizer), {}
+    reference = Reference(pair.post, batch)  # every blend replays the post model's layer calls
     for fraction in lambdas:
         if fraction == 0 and post is not None:
             points[fraction] = post
@@ -140,7 +142,9 @@ def lambda_slice(
             if fraction == 0
             else build_restored(pair, dataclasses.replace(restoration, fraction=fraction))
         )
-        points[fraction] = Point(*crc_means(model_scores(model, encoded, batch, end_ids)))
+        points[fraction] = Point(
+            *crc_means(model_scores(model, encoded, batch, end_ids, reference=reference))
+        )
         if use_cache:
             cache.put_result(key, dataclasses.asdict(points[fraction]))
     return points

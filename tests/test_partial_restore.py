@@ -167,14 +167,27 @@ def test_lambda_slice_runs_from_post_to_the_restored_hybrid(tiny_pair):
     encoded = encode_prompts(tiny_pair.tokenizer, default_prompts()[:3])
     restoration = interval_restoration(1, 2, "attention")
     points = lambda_slice(tiny_pair, encoded, restoration, lambdas=(0.0, 0.5, 1.0))
-    for fraction, point in points.items():
-        model = (
-            build_restored(tiny_pair, replace(restoration, fraction=fraction)) if fraction else tiny_pair.post
-        )
-        naive = naive_scores(model, tiny_pair.tokenizer, encoded).mean(0)
-        assert abs(point.quality - float(naive[0])) < 1e-4 and abs(point.diversity - float(naive[1])) < 1e-4
+    _assert_naive(tiny_pair, encoded, restoration, points)
     assert points[0.5] != points[1.0]
     assert lambda_slice(tiny_pair, encoded, restoration, lambdas=(0.0, 0.5, 1.0)) == points  # cached
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_lambda_slice_points_equal_naive_forwards_for_every_family(tiny_paths, family):
+    pair = _load(tiny_paths, family)
+    encoded = encode_prompts(pair.tokenizer, default_prompts()[:2] + default_prompts()[20:21])
+    restoration = interval_restoration(1, 2, "mlp")
+    points = lambda_slice(pair, encoded, restoration, lambdas=(0.5,), use_cache=False)
+    _assert_naive(pair, encoded, restoration, points)
+
+
+def _assert_naive(pair, encoded, restoration, points) -> None:
+    # All four numbers of each lambda point against plain forwards of the blended hybrid.
+    for fraction, point in points.items():
+        model = build_restored(pair, replace(restoration, fraction=fraction)) if fraction else pair.post
+        naive = naive_scores(model, pair.tokenizer, encoded).mean(0)
+        got = (point.quality, point.diversity, point.stop, point.strict_quality)
+        assert all(abs(a - float(b)) < 1e-4 for a, b in zip(got, naive)), (fraction, got, naive)
 
 
 # ---------------------------------------------------------------- cache and CLI record the mode
