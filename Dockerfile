@@ -1,4 +1,6 @@
 # SLR Explorer as a Hugging Face Docker Space (or on any container host). See docs/hosting.md.
+# Hosted mode is on (SLR_HOSTED=1: allow-listed sources, size and memory caps, export quota); for a
+# private container, run with -e SLR_HOSTED=0 to open everything, as `python app.py` locally is.
 #   docker build -t slr-explorer .
 #   docker run -p 7860:7860 -v slr-data:/data slr-explorer
 FROM python:3.11-slim
@@ -18,7 +20,8 @@ ENV HOME=/home/user \
     GRADIO_SERVER_PORT=7860 \
     SLR_CACHE_DIR=/data/slr-cache \
     SLR_EXPORT_DIR=/data/slr-exports \
-    HF_HOME=/data/huggingface
+    HF_HOME=/data/huggingface \
+    SLR_HOSTED=1
 WORKDIR /home/user/app
 
 RUN pip install --no-cache-dir --user torch==2.13.0 --index-url "$TORCH_INDEX_URL"

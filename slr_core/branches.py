@@ -47,11 +47,14 @@ class Batch:
         return self.keep_index.shape[1]
 
 
-def make_batch(encoded: EncodedPrompts, pad_token_id: int | None, device: torch.device) -> Batch:
-    """Stack each prompt with its valid tokens as branches."""
+def make_batch(
+    encoded: EncodedPrompts, pad_token_id: int | None, device: torch.device, branches: bool = True
+) -> Batch:
+    """Stack each prompt with its valid tokens as branches (none without `branches`: Q and D only)."""
     pad = pad_token_id if pad_token_id is not None else 0
-    rows = [ids + encoded.token_ids[p].tolist() for p, ids in enumerate(encoded.input_ids)]
-    num_rows, kept = len(rows), 1 + max(len(t) for t in encoded.token_ids)
+    answers = [t.tolist() if branches else [] for t in encoded.token_ids]
+    rows = [ids + answers[p] for p, ids in enumerate(encoded.input_ids)]
+    num_rows, kept = len(rows), 1 + max(len(t) for t in answers)
     # One spare padding column: the model then always builds an explicit mask we can rewrite.
     width = max(len(r) for r in rows) + 1
     input_ids = torch.full((num_rows, width), pad, dtype=torch.long)

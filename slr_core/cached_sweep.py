@@ -24,9 +24,12 @@ from .sweep import Stats, make_batch, model_scores, sweep_intervals
 
 
 def context_id(pair: ModelPair, encoded: EncodedPrompts, mode: str = "layer") -> str:
-    """Cache context: the pair's identity (fingerprints, dtype, device type), prompts, end tokens and
-    restore mode (whole layers keep the context they always had, so old caches and assets still match)."""
-    text = f"{pair.identity}|{encoded.digest}|end={end_of_turn_ids(pair.tokenizer)}"
+    """Cache context: the pair's identity (fingerprints, dtype, device type, attention), the prompts
+    as fed, their valid token ids, the end tokens and the restore mode. Shipped landscapes match on it;
+    cache.result_key adds torch, transformers and the engine's code hash for the cache itself."""
+    # The prompt digest covers the input ids and answer characters, not which tokens spell each answer.
+    valid = [[ids.tolist(), slots.tolist()] for ids, slots in zip(encoded.token_ids, encoded.char_index)]
+    text = f"{pair.identity}|{encoded.digest}|valid={json.dumps(valid)}|end={end_of_turn_ids(pair.tokenizer)}"
     text += "" if check_mode(mode) == "layer" else f"|restore={mode}"
     return hashlib.sha256(text.encode()).hexdigest()[:24]
 
@@ -62,9 +65,11 @@ def result_names(num_layers: int) -> list[str]:
 
 
 def result_count(landscape: Landscape) -> int:
-    """How many of those results `landscape` holds."""
-    references = (landscape.post is not None) + (landscape.pre is not None)
-    return references + len(landscape.intervals) + len(landscape.soup)
+    """How many of those results `landscape` holds on the full prompt set (coarse ones do not count)."""
+    references = sum(
+        getattr(landscape, name) is not None and name not in landscape.coarse for name in ("post", "pre")
+    )
+    return references + len(landscape.intervals.keys() - landscape.coarse) + len(landscape.soup)
 
 
 def is_complete(landscape: Landscape) -> bool:
@@ -107,21 +112,32 @@ def survey(
     batch_tokens: int = 16384,
     stats: Stats | None = None,
     mode: str = "layer",
+    references: bool = True,
+    strict: bool = True,
 ) -> Iterator[Landscape]:
     """Yield the landscape after each new result; cached results are read, new ones stored at once.
 
-    `mode` restores whole layers, attention only or MLP only (hybrid.RESTORE_MODES)."""
+    `mode` restores whole layers, attention only or MLP only (hybrid.RESTORE_MODES). Without
+    `references` the post and pre models are not scored (a shard other than the first). Without
+    `strict` the intervals get Q and D only (first_look's coarse pass); the references keep all four."""
     wanted = intervals if intervals is not None else all_intervals(pair.num_layers)
     context = _contexts(pair, encoded, mode)
     landscape = Landscape(pair.num_layers, meta=_meta(pair, encoded, context("interval/"), mode))
 
     shipped = _shipped(context) if use_cache else {}
 
-    def lookup(name):
-        value = cache.get_result(cache.result_key(context(name), name)) if use_cache else None
+    def lookup_many(names: list[str]) -> dict[str, Point | None]:
+        keys = [cache.result_key(context(name), name) for name in names]
+        values = cache.get_results(keys) if use_cache else {}  # one handle: ~25 ms each saved
+        return {name: read(name, values.get(key)) for name, key in zip(names, keys)}
+
+    def read(name, value):
         if value is None and name in shipped:  # a landscape shipped in assets/, same context
             return store(name, shipped[name])
         return _stored_point(value) if value else None
+
+    def lookup(name):
+        return lookup_many([name])[name]
 
     def store(name, point):
         if use_cache:
@@ -133,15 +149,28 @@ def survey(
         end_of_turn_ids(pair.tokenizer),
     )
     reference = Reference(pair.post, batch)  # pre and soups replay the post model's layer calls
-    for name, model in (("post", pair.post), ("pre", pair.pre)):
+    for name, model in (("post", pair.post), ("pre", pair.pre)) if references else ():
         point = lookup(name)
         if point is None:
             point = store(name, _point(model_scores(model, encoded, batch, end_ids, stats, reference)))
         setattr(landscape, name, point)
         yield landscape
-    missing = set()
+    if strict:
+        run = (batch_tokens, stats, mode, reference)
+        yield from _strict_intervals(pair, encoded, wanted, landscape, (lookup_many, store), run)
+    else:
+        run = (batch_tokens, stats, mode)
+        yield from _first_token_intervals(pair, encoded, wanted, landscape, use_cache, run)
+    if soup:
+        yield from _soup(pair, encoded, (batch, end_ids, reference), landscape, lookup, store, stats)
+
+
+def _strict_intervals(pair, encoded, wanted, landscape, storage, run):
+    lookup_many, store = storage
+    batch_tokens, stats, mode, reference = run
+    missing, found = set(), lookup_many([interval_name(start, end) for start, end in sorted(wanted)])
     for start, end in sorted(wanted):
-        point = lookup(interval_name(start, end))
+        point = found[interval_name(start, end)]
         if point is None:
             missing.add((start, end))
         else:
@@ -153,8 +182,35 @@ def survey(
             point = store(interval_name(result.start, result.end), _point(result.per_prompt))
             landscape.intervals[(result.start, result.end)] = point
             yield landscape
-    if soup:
-        yield from _soup(pair, encoded, (batch, end_ids, reference), landscape, lookup, store, stats)
+
+
+def _first_token_intervals(pair, encoded, wanted, landscape, use_cache, run):
+    # Q and D only: rows without answer branches and one LM-head call per interval instead of up to
+    # four, for a quick coarse map. The cache takes only four-number results, so these are kept
+    # together as one JSON value (one read, one small write per result).
+    batch_tokens, stats, mode = run
+    key = cache.result_key(_contexts(pair, encoded, mode)("interval/"), "first-token-intervals")
+    known = (cache.get_json(key) if use_cache else None) or {}
+    missing = set()
+    for start, end in sorted(wanted):
+        value = known.get(f"{start}-{end}") if isinstance(known, dict) else None
+        if isinstance(value, list) and len(value) == 2 and all(isinstance(x, float) for x in value):
+            landscape.intervals[(start, end)] = Point(*value)
+        else:
+            missing.add((start, end))
+    known = known if isinstance(known, dict) else {}
+    if landscape.intervals:
+        yield landscape
+    results = (
+        sweep_intervals(pair, encoded, missing, batch_tokens, stats, mode, strict=False) if missing else ()
+    )
+    for result in results:
+        point = _point(result.per_prompt)
+        landscape.intervals[(result.start, result.end)] = point
+        known[f"{result.start}-{result.end}"] = [point.quality, point.diversity]
+        if use_cache:
+            cache.put_json(key, known)
+        yield landscape
 
 
 def _soup(pair, encoded, scoring, landscape, lookup, store, stats):
@@ -217,6 +273,7 @@ def _meta(pair: ModelPair, encoded: EncodedPrompts, context: str, mode: str = "l
         "num_prompts": len(encoded),
         "restore": mode,
         "cache_context": context,
+        "code_version": cache.code_version(),
         "schema": cache.SCHEMA_VERSION,
     }
 
@@ -227,3 +284,87 @@ def complete(iterator: Iterator[Landscape]) -> Landscape:
     for landscape in iterator:  # noqa: B007 (we want the last one)
         pass
     return landscape
+
+
+# ---------------------------------------------------------------- first look: coarse, then full
+
+# Prompts in the coarse pass, spread over the set ([0, 20] of the 40 default ones: a digit and a letter
+# prompt). Its intervals get Q and D only: strict CRC's answer branches widen every row and add up to
+# three LM-head calls (262k-way) per interval (a strict 3-prompt pass took 179 s on the demo pair).
+# Measured on the demo pair, CPU shared with other jobs: 1, 2, 3 prompts took 91, 110, 134 s of
+# process CPU time; most of it is per interval (one LM-head call each), not per prompt.
+COARSE_PROMPTS = 2
+
+
+def coarse_indices(num_prompts: int, count: int = COARSE_PROMPTS) -> list[int]:
+    """`count` prompt indices spread evenly over the set, the same every time (all when it is small)."""
+    if num_prompts <= count:
+        return list(range(num_prompts))
+    return [k * num_prompts // count for k in range(count)]
+
+
+def first_look(
+    pair: ModelPair,
+    encoded: EncodedPrompts,
+    intervals: set[tuple[int, int]] | None = None,
+    soup: bool = False,
+    use_cache: bool = True,
+    batch_tokens: int = 16384,
+    stats: Stats | None = None,
+    mode: str = "layer",
+    coarse_prompts: int = COARSE_PROMPTS,
+    coarse_strict: bool = False,
+) -> Iterator[Landscape]:
+    """Like survey, but first a coarse map of every interval on a few prompts, then the full results.
+
+    One landscape, with the full set's provenance, is yielded after each result; `landscape.coarse`
+    holds what is still measured on the subset only. Coarse intervals carry Q and D only (stop and
+    strict quality None) unless `coarse_strict`; coarse references carry all four. The subset has
+    its own cache context (EncodedPrompts.subset has its own digest), so a restart resumes either pass.
+    """
+    wanted = intervals if intervals is not None else all_intervals(pair.num_layers)
+    meta = _meta(pair, encoded, _contexts(pair, encoded, mode)("interval/"), mode)
+    known = stored_landscape(pair, encoded, mode) if use_cache else Landscape(pair.num_layers)
+    shown = Landscape(pair.num_layers, known.post, known.pre, dict(known.intervals), dict(known.soup), meta)
+    needed = wanted - shown.intervals.keys()
+    subset = encoded.subset(coarse_indices(len(encoded), coarse_prompts))
+    if needed and len(subset) < len(encoded):
+        shown.meta["coarse_prompts"] = len(subset)  # what a "coarse" label says: k of num_prompts
+        coarse_run = survey(
+            pair, subset, needed, False, use_cache, batch_tokens, stats, mode, strict=coarse_strict
+        )
+        for coarse in coarse_run:
+            _overlay(shown, coarse, coarse=True)
+            yield shown
+    for full in survey(pair, encoded, wanted, soup, use_cache, batch_tokens, stats, mode):
+        _overlay(shown, full, coarse=False)
+        yield shown
+
+
+def _overlay(shown: Landscape, part: Landscape, coarse: bool) -> None:
+    # Coarse results fill only what has no full result; full results replace coarse ones.
+    for name in ("post", "pre"):
+        point = getattr(part, name)
+        if point is not None and not (
+            coarse and getattr(shown, name) is not None and name not in shown.coarse
+        ):
+            setattr(shown, name, point)
+            _mark(shown, name, coarse)
+    for key, point in part.intervals.items():
+        if coarse and key in shown.intervals and key not in shown.coarse:
+            continue
+        shown.intervals[key] = point
+        _mark(shown, key, coarse)
+    shown.soup.update(part.soup)
+
+
+def _mark(shown: Landscape, key, coarse: bool) -> None:
+    if coarse:
+        shown.coarse.add(key)
+    else:
+        shown.coarse.discard(key)
+
+
+def missing_intervals(landscape: Landscape) -> set[tuple[int, int]]:
+    """The intervals without a full result yet (absent or coarse): what a sweep still has to compute."""
+    return all_intervals(landscape.num_layers) - (landscape.intervals.keys() - landscape.coarse)

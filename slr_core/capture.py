@@ -58,11 +58,20 @@ def capture(model: nn.Module, batch: Batch) -> Capture:
     memo: dict[tuple[str, int], tuple] = {}  # layers of one kind share one mask: rewrite it once
     kwargs = [tree_arguments(entry[2], batch, memo) for entry in inputs]
     args = [entry[1] for entry in inputs]
+    if not _has_branches(batch):  # the tree layout is then the plain one: the recording is the replay
+        return Capture(
+            [entry[0] for entry in inputs] + outputs[-1:], args, kwargs, len(batch.last_index), inputs[0][1:]
+        )
     hidden = [inputs[0][0]]
     for k, layer in enumerate(layers):
         hidden.append(_first(layer(hidden[-1], *args[k], **kwargs[k])))
     _check_prompt_unchanged(model, hidden[-1], outputs[-1], batch)
     return Capture(hidden, args, kwargs, len(batch.last_index), inputs[0][1:])
+
+
+def _has_branches(batch: Batch) -> bool:
+    positions = torch.arange(batch.num_tokens, device=batch.source.device)
+    return bool((batch.source != positions).any())
 
 
 class _Reached(Exception):
@@ -207,6 +216,7 @@ def check_tail(model: nn.Module, cap: Capture, batch: Batch) -> None:
 def check_branches(model: nn.Module, cap: Capture, batch: Batch, count: int = 3) -> None:
     """Fail early if a branch's logits differ from a plain forward of the prompt plus that token."""
     length = int(batch.last_index[0]) + 1
+    count = min(count, int(batch.widths[0]) - length)  # a batch without branches has none to check
     branches = batch.input_ids[0, length : length + count]
     if branches.numel() == 0:
         return
@@ -234,8 +244,12 @@ class Reference:
     def __init__(self, model: nn.Module, batch: Batch) -> None:
         self.model, self.batch, self._capture = model, batch, None
 
-    def capture(self) -> Capture:
-        """The reference model's capture (recorded once)."""
+    def capture(self, stats=None) -> Capture:
+        """The reference model's capture (recorded once; its work is added to `stats` when made)."""
         if self._capture is None:
             self._capture = capture(self.model, self.batch)
+            if stats is not None:  # one recording pass, and a replay when there are branches
+                passes = 2 if _has_branches(self.batch) else 1
+                stats.token_layer_evals += passes * len(self._capture.args) * int(self.batch.widths.sum())
+                stats.head_rows += len(self.batch.last_index)
         return self._capture

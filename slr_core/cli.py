@@ -1,4 +1,4 @@
-"""`python -m slr_core`: sweep, best, prompts, bench, export, evaluate."""
+"""`python -m slr_core`: sweep, merge, best, prompts, bench, export, evaluate."""
 
 from __future__ import annotations
 
@@ -7,10 +7,12 @@ import shlex
 import sys
 import time
 
+from .device_maps import check_device_map
 from .errors import SLRError
 from .inputs import flag, output_file, q_fraction, q_min, real_number, seed, temperature, whole_number
 from .landscape import DEFAULT_RULE, RESTORE_MODES, RULES
 from .settings import DEFAULT_Q_FRACTION, DEVICES, DTYPES
+from .shards import parse_shard
 
 
 def _pair_arguments(parser: argparse.ArgumentParser) -> None:
@@ -21,6 +23,12 @@ def _pair_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--preset", help="a named pair (overrides --pre/--post); see `presets`")
     parser.add_argument("--device", default="auto", choices=DEVICES)
     parser.add_argument("--dtype", default="auto", choices=DTYPES)
+    parser.add_argument(
+        "--device-map",
+        type=flag(check_device_map),
+        metavar="auto|balanced|FILE",
+        help="spread each model over several devices with accelerate (FILE: a JSON module -> device map)",
+    )
     parser.add_argument("--trust-remote-code", action="store_true")
     parser.add_argument("--prompts", help="CRC prompt set JSON (default: the paper-style 40 prompts)")
     parser.add_argument("--no-cache", action="store_true", help="neither read nor write the cache")
@@ -50,7 +58,16 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--out", type=flag(output_file), default="landscape.csv")
     sweep.add_argument("--intervals", type=flag(interval_list), help="only these intervals, e.g. 0-3,5-9")
     sweep.add_argument("--soup", action="store_true", help="also score Proxy-Soup alphas 0..1")
+    sweep.add_argument(
+        "--shard",
+        type=flag(parse_shard),
+        metavar="K/N|auto",
+        help="only part K of N (auto: from torchrun's RANK/WORLD_SIZE); writes OUT.shard-K-of-N.csv for merge",
+    )
     _restore_argument(sweep)
+    merge = sub.add_parser("merge", help="join the parts of a `sweep --shard K/N` run into one landscape CSV")
+    merge.add_argument("parts", nargs="+", metavar="PART", help="every part's CSV (its .meta.json beside it)")
+    merge.add_argument("--out", type=flag(output_file), required=True)
     best = sub.add_parser("best", help="the selected interval under both rules (max D s.t. quality >= q_min)")
     _pair_arguments(best)
     best.add_argument(
@@ -72,9 +89,15 @@ def build_parser() -> argparse.ArgumentParser:
     prompts.add_argument("--model", default="demo:post")
     prompts.add_argument("--prompts", help="a prompt set JSON to re-encode")
     prompts.add_argument("--out", type=flag(output_file), required=True)
-    bench = sub.add_parser("bench", help="time the naive paper-style loop against the sweep")
+    bench = sub.add_parser("bench", help="time the fair naive loop against the sweep")
     _pair_arguments(bench)
     bench.add_argument("--intervals", type=flag(interval_list), help="limit both to these intervals")
+    bench.add_argument(
+        "--crc",
+        choices=["first-token", "strict", "both"],
+        default="both",
+        help="time first-token CRC (Q, D), strict CRC (with stop, strict quality), or both",
+    )
     bench.add_argument(
         "--num-prompts",
         type=flag(whole_number, low=1),
@@ -140,7 +163,12 @@ def _load(args):
     from .models import load_pair
     from .settings import Settings
 
-    settings = Settings(device=args.device, dtype=args.dtype, trust_remote_code=args.trust_remote_code)
+    settings = Settings(
+        device=args.device,
+        dtype=args.dtype,
+        trust_remote_code=args.trust_remote_code,
+        device_map=args.device_map,
+    )
     _prompt_set(args)
     return load_pair(args.pre, args.post, settings)
 
@@ -151,30 +179,66 @@ def _encoded(args, tokenizer):
     return encode_prompts(tokenizer, _prompt_set(args))
 
 
-def _landscape(args, pair, intervals=None, soup=False):
-    from .cached_sweep import complete, survey
+def _landscape(args, pair, intervals=None, soup=False, shard=None):
+    from .cached_sweep import all_intervals, complete, survey
     from .landscape import parse_intervals
 
     wanted = parse_intervals(intervals, pair.num_layers) if intervals else None
+    if shard is not None:  # shard 1 alone scores the references and the soup: each is written once
+        wanted = shard.intervals(wanted or all_intervals(pair.num_layers))
+    references = shard is None or shard.is_first
     encoded = _encoded(args, pair.tokenizer)
     mode = getattr(args, "restore", "layer")
-    run = survey(pair, encoded, wanted, soup, not args.no_cache, args.batch_tokens, mode=mode)
+    run = survey(
+        pair,
+        encoded,
+        wanted,
+        soup and references,
+        not args.no_cache,
+        args.batch_tokens,
+        mode=mode,
+        references=references,
+    )
     return complete(run)
 
 
 def cmd_sweep(args) -> None:
     started = time.perf_counter()
+    if args.shard and not args.device_map:
+        from .shards import local_device
+
+        args.device = local_device(args.device)  # one GPU per process when a launcher started several
     pair = _load(args)
     loaded = time.perf_counter()
-    landscape = _landscape(args, pair, args.intervals, args.soup)
+    landscape = _landscape(args, pair, args.intervals, args.soup, args.shard)
     swept = time.perf_counter()
     from .export import write_csv  # here, not on top: a bad argument is refused before torch is imported
 
     landscape.meta["command"] = shlex.join(["python", "-m", "slr_core", *args.argv])
-    write_csv(landscape, args.out)
+    out = args.shard.part_path(args.out) if args.shard else args.out
+    if args.shard:
+        landscape.meta["shard"] = args.shard.provenance(args.intervals, args.soup, pair.num_layers)
+    write_csv(landscape, out)
     print(f"pair: {pair.label}; N = {pair.num_layers} layers; restore: {args.restore}")
     print(
         f"loaded in {loaded - started:.1f} s; swept {len(landscape.intervals)} intervals in {swept - loaded:.1f} s"
+    )
+    if args.shard:
+        print(f"shard {args.shard.label}: join all {args.shard.count} parts with `python -m slr_core merge`")
+    else:
+        _print_summary(landscape, DEFAULT_Q_FRACTION)
+    print(f"wrote {out}")
+
+
+def cmd_merge(args) -> None:
+    from .export import write_csv
+    from .shards import merge_parts
+
+    landscape = merge_parts(args.parts)
+    landscape.meta["command"] = shlex.join(["python", "-m", "slr_core", *args.argv])
+    write_csv(landscape, args.out)
+    print(
+        f"merged {len(args.parts)} parts: {len(landscape.intervals)} intervals, {len(landscape.soup)} soup points"
     )
     _print_summary(landscape, DEFAULT_Q_FRACTION)
     print(f"wrote {args.out}")
@@ -224,7 +288,7 @@ def cmd_bench(args) -> None:
         step = max(1, len(encoded) // args.num_prompts)
         keep = list(range(0, len(encoded), step))[: args.num_prompts]
         encoded = encoded.subset(keep)
-    run_benchmark(pair, encoded, args.intervals, args.batch_tokens)
+    run_benchmark(pair, encoded, args.intervals, args.batch_tokens, args.crc)
 
 
 def cmd_export(args) -> None:

@@ -14,12 +14,15 @@ import hashlib
 import json
 import math
 import time
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, dataclass
 
 from tqdm.auto import tqdm
 
 from . import cache, qa_data, writing_data
 from .errors import SLRError
+from .hosting import HostedPolicy
 from .hybrid import build_hybrid
 from .landscape import RULES, Landscape
 from .models import ModelPair
@@ -166,19 +169,73 @@ def _score(pair, model, task, items, sampling: SamplingSettings, desc: str) -> d
     return {"metrics": metrics, "examples": examples, "seconds": round(time.perf_counter() - began, 2)}
 
 
-def _run_method(pair, method: Method, task, items, samplings, context: str, use_cache: bool) -> dict:
-    """{temperature: {"metrics", "examples", "seconds"}} of one method; the model is built only if needed."""
-    model, runs = None, {}
+def _method_runs(
+    pair, method: Method, task, items, samplings, context: str, use_cache: bool, turn: AbstractContextManager
+) -> Iterator[tuple[str, dict]]:
+    """(temperature, {"metrics", "examples", "seconds"}) of one method, one temperature at a time, each
+    computed inside `turn`; the model is built only if needed, and a soup's copy released at the end."""
+    model = None
     for sampling in samplings:
         key = cache.result_key(context, f"eval/{task}/{method.spec}/T{sampling.temperature}")
         stored = cache.get_json(key) if use_cache else None
         if stored is None:
-            model = model if model is not None else _build(pair, method)
-            stored = _score(pair, model, task, items, sampling, f"{method.key} T={sampling.temperature}")
+            with turn:
+                model = model if model is not None else _build(pair, method)
+                stored = _score(pair, model, task, items, sampling, f"{method.key} T={sampling.temperature}")
             if use_cache:
                 cache.put_json(key, stored)  # at once, so an interrupted run keeps what it computed
-        runs[str(sampling.temperature)] = stored
-    return runs  # a soup's copy is released here, before the next method is built
+        yield str(sampling.temperature), stored
+
+
+def evaluation_steps(
+    pair: ModelPair,
+    landscape: Landscape,
+    task: str,
+    quick: bool = True,
+    temperatures=(1.0, 1.5),
+    seed: int = 0,
+    *,
+    settings: EvalSettings | None = None,
+    use_cache: bool = True,
+    turn: AbstractContextManager | None = None,
+    policy: HostedPolicy | None = None,
+) -> Iterator[dict]:
+    """run_evaluation one method and temperature at a time, yielding the results so far after each.
+
+    Each step holds `turn` (e.g. the app's device lock) only while it computes, so samplers get turns
+    in between; closing the generator (a visitor left) stops the run before its next step. `policy`
+    refuses what the server does not run (hosted mode: the quick evaluation only)."""
+    (policy or HostedPolicy()).check_evaluation(quick)
+    if task not in TASKS:
+        raise EvaluationError(f"Unknown task '{task}': use one of {', '.join(TASKS)}.")
+    settings = settings or PRESETS[(task, bool(quick))]
+    samplings = _check(temperatures, settings, seed)
+    items = _items(task, settings)
+    methods, skipped = select_methods(landscape)
+    context, started = _context(pair, task, settings, seed), time.perf_counter()
+    meta = {
+        **_meta(pair, landscape, task, quick, settings, [s.temperature for s in samplings], seed, items),
+        "methods": {m.key: m.plain() for m in methods},
+        "skipped": skipped,
+    }
+    runs: dict[str, dict[str, dict]] = {}
+    for method in tqdm(methods, desc=f"evaluate {task}"):
+        steps = _method_runs(pair, method, task, items, samplings, context, use_cache, turn or nullcontext())
+        for temperature, run in steps:
+            runs.setdefault(method.key, {})[temperature] = run
+            yield _results(runs, meta, started, len(methods) * len(samplings))
+
+
+def _results(runs: dict[str, dict[str, dict]], meta: dict, started: float, total: int) -> dict:
+    results = {key: {t: run["metrics"] for t, run in per_t.items()} for key, per_t in runs.items()}
+    results["meta"] = {
+        **meta,
+        "seconds": {key: {t: run["seconds"] for t, run in per_t.items()} for key, per_t in runs.items()},
+        "examples": {key: {t: run["examples"] for t, run in per_t.items()} for key, per_t in runs.items()},
+        "steps": {"done": sum(len(per_t) for per_t in runs.values()), "total": total},
+        "wall_seconds": round(time.perf_counter() - started, 2),
+    }
+    return results
 
 
 def run_evaluation(
@@ -193,26 +250,11 @@ def run_evaluation(
     use_cache: bool = True,
 ) -> dict:
     """Every method at every temperature on `task` ('qa' or 'writing'); see the module docstring."""
-    if task not in TASKS:
-        raise EvaluationError(f"Unknown task '{task}': use one of {', '.join(TASKS)}.")
-    settings = settings or PRESETS[(task, bool(quick))]
-    samplings = _check(temperatures, settings, seed)
-    items = _items(task, settings)
-    methods, skipped = select_methods(landscape)
-    context, started = _context(pair, task, settings, seed), time.perf_counter()
-    runs = {
-        method.key: _run_method(pair, method, task, items, samplings, context, use_cache)
-        for method in tqdm(methods, desc=f"evaluate {task}")
-    }
-    results = {key: {t: run["metrics"] for t, run in per_t.items()} for key, per_t in runs.items()}
-    results["meta"] = {
-        **_meta(pair, landscape, task, quick, settings, [s.temperature for s in samplings], seed, items),
-        "methods": {m.key: m.plain() for m in methods},
-        "skipped": skipped,
-        "seconds": {key: {t: run["seconds"] for t, run in per_t.items()} for key, per_t in runs.items()},
-        "examples": {key: {t: run["examples"] for t, run in per_t.items()} for key, per_t in runs.items()},
-        "wall_seconds": round(time.perf_counter() - started, 2),
-    }
+    results = None
+    for results in evaluation_steps(  # noqa: B007 (the last one is complete)
+        pair, landscape, task, quick, temperatures, seed, settings=settings, use_cache=use_cache
+    ):
+        pass
     return results
 
 
@@ -262,10 +304,11 @@ def format_table(results: dict) -> str:
     meta = results["meta"]
     names = TABLE_METRICS[meta["task"]]
     header = ["method", "T", *(LABELS.get(n, n) for n in names)]
-    rows = [
+    rows = [  # a run still going has some methods and temperatures only
         [_label(results, key), t, *(_cell(results[key][str(t)], n) for n in names)]
         for t in meta["temperatures"]
         for key in _methods(results)
+        if str(t) in results[key]
     ]
     widths = [max(len(str(row[c])) for row in [header, *rows]) for c in range(len(header))]
     lines = [

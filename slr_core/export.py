@@ -12,6 +12,7 @@ import os
 import re
 import shlex
 import shutil
+import time
 import zipfile
 from collections.abc import Iterable
 from pathlib import Path
@@ -20,16 +21,16 @@ from safetensors import SafetensorError
 
 from .errors import ExportError
 from .files import atomic_path, csv_text, replace_folder, staging_folder, write_json, write_text_atomic
+from .hosting import HostedPolicy
 from .hybrid import Restoration, build_restored, check_interval, interval_restoration
 from .landscape import CSV_COLUMNS, Landscape
+from .mergekit_config import MERGEKIT_FILE, mergekit_yaml
 from .model_card import (
     CARD_FILE,
     CLI_PREFIX,
     LANDSCAPE_FILE,
-    MERGEKIT_FILE,
     PROVENANCE_FILE,
     crc_points,
-    mergekit_yaml,
     model_card,
     rule_picks,
     source_metadata,
@@ -40,6 +41,7 @@ from .sources import Source
 
 SHARD_SIZE = "5GB"  # the Hub's customary shard size; one file for anything smaller
 NAME_STEM_LENGTH = 48  # keeps export folder names well under filesystem limits
+FILES_ALLOWANCE = 64 * 2**20  # tokenizer (Gemma's tokenizer.json is 33 MB), card, configs, landscape
 
 
 # ---------------------------------------------------------------- landscape files
@@ -253,3 +255,119 @@ def zip_folder(folder: str | Path) -> Path:
                 if path.is_file():
                     archive.write(path, Path(folder.name) / path.relative_to(folder))
     return target
+
+
+# ---------------------------------------------------------------- the app's export folder
+
+
+def publish_archive(
+    pair: ModelPair,
+    restoration: Restoration,
+    root: str | Path,
+    landscape: Landscape | None = None,
+    q_fraction: float = DEFAULT_Q_FRACTION,
+    command: str = "",
+    policy: HostedPolicy | None = None,
+) -> Path:
+    """Export a restoration into the export folder `root` as a zip and return the zip's path.
+
+    Named by export_name (both full fingerprints and the restoration), so pairs never share a name;
+    checked against free disk first; expired and (for the quota) oldest exports are removed first;
+    in hosted mode only the zip is kept once it is complete."""
+    policy = policy or HostedPolicy()
+    restoration.check(pair.num_layers)
+    root = Path(root).expanduser().resolve()
+    _make_parent(root)  # made if missing, and checked writable
+    interval = restoration.interval or (restoration.layers[0], restoration.layers[-1])
+    folder = root / export_name(pair, interval, restoration)
+    estimate = export_bytes(pair)
+    kept = estimate if policy.hosted else 2 * estimate  # the zip, or the folder and the zip
+    prune_exports(root, policy, incoming=kept, keep=(folder.name, f"{folder.name}.zip"))
+    check_free_disk(root, 2 * estimate)  # the folder and its zip side by side, until the folder goes
+    written = export_restoration(pair, restoration, folder, landscape, True, command, q_fraction=q_fraction)
+    try:
+        archive = zip_folder(written)
+    except OSError as error:
+        raise ExportError(f"Could not zip the export {written.name}: {error.strerror or error}.") from error
+    if policy.hosted:
+        shutil.rmtree(written, ignore_errors=True)
+    prune_exports(root, policy, keep=(archive.name,))
+    return archive
+
+
+def export_bytes(pair: ModelPair) -> int:
+    """About how many bytes an export of the pair writes: the post-trained model's weights (a hybrid
+    has the same tensors, in the same dtype) plus FILES_ALLOWANCE for tokenizer and sidecars."""
+    state = pair.post.state_dict()
+    storages = {
+        (t.device, t.untyped_storage().data_ptr()): t.untyped_storage().nbytes() for t in state.values()
+    }
+    return sum(storages.values()) + FILES_ALLOWANCE
+
+
+def check_free_disk(root: Path, needed: int) -> None:
+    """An ExportError saying both sizes when the disk under `root` has less than `needed` bytes free."""
+    free = shutil.disk_usage(root).free
+    if free < needed:
+        raise ExportError(
+            f"Not enough free disk for this export: it needs about {_gb(needed)} (the model folder and its "
+            f"zip), and the export folder's disk has {_gb(free)} free. Try again later, or export locally."
+        )
+
+
+def prune_exports(
+    root: str | Path, policy: HostedPolicy, incoming: int = 0, keep: tuple[str, ...] = ()
+) -> list[Path]:
+    """Remove exports older than the policy's expiry, then the oldest ones until `incoming` more bytes
+    fit the quota; `keep` names are never removed. The removed paths; an ExportError if it cannot fit."""
+    root = Path(root)
+    quota, ttl = policy.export_quota_bytes, policy.export_ttl_seconds
+    if quota is not None and incoming > quota:
+        raise ExportError(
+            f"This export needs about {_gb(incoming)}, more than the whole export quota of {_gb(quota)} "
+            "(SLR_EXPORT_QUOTA_GB): export a smaller model, or export locally with the CLI."
+        )
+    entries = sorted(_entries(root, keep), key=lambda entry: entry[1])  # oldest first
+    now, removed = time.time(), []
+    used = sum(size for _, _, size in entries)
+    for path, modified, size in entries:
+        expired = ttl is not None and now - modified > ttl
+        if expired or (quota is not None and used + incoming > quota):
+            _remove(path)
+            removed.append(path)
+            used -= size
+    return removed
+
+
+def _entries(root: Path, keep: tuple[str, ...]) -> list[tuple[Path, float, int]]:
+    # (path, modified, bytes) of each export, zip and leftover staging folder in the export folder.
+    if not root.is_dir():
+        return []
+    found = []
+    for path in root.iterdir():
+        if path.name in keep:
+            continue
+        try:
+            found.append((path, path.lstat().st_mtime, _size(path)))
+        except OSError:
+            continue  # removed meanwhile
+    return found
+
+
+def _size(path: Path) -> int:
+    if path.is_symlink() or not path.is_dir():
+        return path.lstat().st_size
+    return sum(f.lstat().st_size for f in path.rglob("*") if f.is_file() and not f.is_symlink())
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def _gb(size: int) -> str:
+    if size >= 2**30:
+        return f"{size / 2**30:.2f} GiB"
+    return f"{size / 2**20:.0f} MiB" if size >= 2**20 else f"{size} bytes"

@@ -1,4 +1,4 @@
-"""Plotly figures of a pair's CRC landscape, its layer drift, samples and evaluation results."""
+"""Plotly figures of a pair's CRC landscape, its layer drift and samples (evaluation_figure.py: results)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ from collections import Counter
 
 import numpy as np
 import plotly.graph_objects as go
-from plotly.subplots import make_subplots
 
 from .landscape import DEFAULT_RULE, METRICS, RULE_QUALITY, Landscape, Point, check_rule
 
@@ -68,8 +67,14 @@ def hover_texts(landscape: Landscape) -> list[list[str]]:
         for metric in METRICS:
             reference = getattr(post, metric) if post is not None else None
             lines.append(f"{METRIC_SYMBOLS[metric]} = {_value(getattr(point, metric), reference)}")
+        if (start, end) in landscape.coarse:
+            lines.append(f"<i>first look: {_coarse_prompts(landscape)}, Q and D only; refining</i>")
         texts[start][end] = "<br>".join(lines)
     return texts
+
+
+def _coarse_prompts(landscape: Landscape) -> str:
+    return f"{landscape.meta.get('coarse_prompts', '?')} of {landscape.meta.get('num_prompts', '?')} prompts"
 
 
 def heatmap_figure(
@@ -86,7 +91,9 @@ def heatmap_figure(
     layers = list(range(size))
     z = landscape.matrix(metric)
     title = METRIC_TITLES[metric]
-    if landscape.intervals and np.isnan(z).all():
+    if landscape.coarse:  # strict Q and stop come with the full pass; Q and D are coarse until then
+        title = f"{title} (first look on {_coarse_prompts(landscape)}; refining)"
+    elif landscape.intervals and np.isnan(z).all():
         title = f"{title} (not computed for this landscape)"
     heatmap = go.Heatmap(
         z=z,
@@ -135,7 +142,12 @@ def heatmap_figure(
             "scaleanchor": "x",
             "constrain": "domain",
         },
-        meta={"num_layers": size, "metric": metric, "filled": len(landscape.intervals)},
+        meta={
+            "num_layers": size,
+            "metric": metric,
+            "filled": len(landscape.intervals),
+            "coarse": sum(isinstance(key, tuple) for key in landscape.coarse),
+        },
         dragmode=False,
     )
     return figure
@@ -367,68 +379,3 @@ def crc_histogram(
         yaxis={"title": {"text": "samples"}, "rangemode": "tozero", "tickformat": "d"},
         bargap=0.2,
     )
-
-
-def evaluation_figure(bars: dict[str, list[dict]]) -> go.Figure:
-    """Figure 3 style: one panel per metric, methods side by side at each temperature, std as error bars.
-
-    `bars` maps a metric to rows {method, temperature, value, std} (slr_core.evaluation.figure_data).
-    """
-    metrics = [metric for metric, rows in bars.items() if rows]
-    if not metrics:
-        return go.Figure().update_layout(**base_layout("No evaluation results yet", 300))
-    methods = list(dict.fromkeys(row["method"] for metric in metrics for row in bars[metric]))
-    figure = make_subplots(rows=1, cols=len(metrics), subplot_titles=metrics, horizontal_spacing=0.07)
-    for column, metric in enumerate(metrics, start=1):
-        for method in methods:
-            rows = [row for row in bars[metric] if row["method"] == method]
-            figure.add_trace(
-                go.Bar(
-                    x=[f"T = {row['temperature']}" for row in rows],
-                    y=[_number(row.get("value")) for row in rows],
-                    error_y={
-                        "type": "data",
-                        "array": [_number(row.get("std")) for row in rows],
-                        "thickness": 1,
-                    },
-                    name=method,
-                    legendgroup=method,
-                    showlegend=column == 1,
-                    marker={"color": method_colour(method, methods)},
-                    hovertemplate=f"{method}<br>%{{x}}<br>{metric} = %{{y:.3f}}<extra></extra>",
-                ),
-                row=1,
-                col=column,
-            )
-    figure.update_layout(
-        **base_layout("Downstream evaluation (mean over items; bars: std)", 380),
-        barmode="group",
-        legend={"orientation": "h", "y": -0.15, "x": 0},
-    )
-    return figure
-
-
-def _number(value) -> float:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return float("nan")
-    return number if np.isfinite(number) else float("nan")
-
-
-def method_colour(method: str, methods: list[str]) -> str:
-    """A stable colour per method label: post blue, pre grey, SLR orange, Proxy-Soup green."""
-    lowered = method.lower()
-    for prefix, colour in (
-        ("post", POST_COLOUR),
-        ("pre", PRE_COLOUR),
-        ("proxy", SOUP_COLOUR),
-        ("soup", SOUP_COLOUR),
-        ("slr-early", "#f59f00"),
-        ("slr-late", "#ae3ec9"),
-        ("slr", SLR_COLOUR),
-    ):
-        if lowered.startswith(prefix):
-            return colour
-    palette = ["#5f3dc4", "#0b7285", "#5c940d", "#862e9c"]
-    return palette[methods.index(method) % len(palette)] if method in methods else palette[0]

@@ -90,6 +90,20 @@ def q_min(value, name: str = "q_min") -> float:
     return real_number(value, name, 0.0, 1.0)
 
 
+def prompt(value, max_chars: int | None = None, name: str = "prompt") -> str:
+    """A prompt to sample: text, not empty once stripped, at most `max_chars` characters (None: no cap)."""
+    text = value.strip() if isinstance(value, str) else ""
+    if not text:
+        raise _bad("", "Write a prompt first (or pick an example).")
+    if max_chars is not None and len(text) > max_chars:
+        raise _bad(
+            "",
+            f"The {name} has {len(text)} characters; this server takes at most {max_chars} "
+            "(SLR_PROMPT_CHARS): shorten it.",
+        )
+    return text
+
+
 def output_file(path, name: str = "--out") -> Path:
     """A file a command writes at its end: not a folder, inside a folder that exists or can be made."""
     text = str(path).strip()

@@ -53,6 +53,9 @@ class Landscape:
     intervals: dict[tuple[int, int], Point] = field(default_factory=dict)
     soup: dict[float, Point] = field(default_factory=dict)
     meta: dict = field(default_factory=dict)
+    # Results measured on a small prompt subset only (cached_sweep.first_look), to be replaced by full
+    # ones: interval keys (i, j) and the reference names "post" and "pre".
+    coarse: set[tuple[int, int] | str] = field(default_factory=set)
 
     def matrix(self, metric: str) -> np.ndarray:
         """[N, N] array of one of METRICS, row = start i, column = end j; NaN elsewhere."""
@@ -61,6 +64,19 @@ class Landscape:
             value = getattr(point, metric)
             grid[start, end] = np.nan if value is None else value
         return grid
+
+    def coarse_matrix(self) -> np.ndarray:
+        """[N, N] booleans, True where the shown interval is a coarse (prompt-subset) result."""
+        grid = np.zeros((self.num_layers, self.num_layers), dtype=bool)
+        for key in self.coarse:
+            if isinstance(key, tuple):
+                grid[key] = True
+        return grid
+
+    @property
+    def is_coarse(self) -> bool:
+        """Whether any shown result is still a coarse one."""
+        return bool(self.coarse)
 
     @property
     def has_strict(self) -> bool:

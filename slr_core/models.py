@@ -12,10 +12,12 @@ from safetensors import SafetensorError
 from torch import nn
 
 from .architectures import decoder_layers, describe, text_config
+from .device_maps import map_identity
 from .errors import IncompatibleModelsError, SourceError
+from .hosting import HostedPolicy
 from .placement import post_placement, pre_placement
 from .settings import Settings
-from .sources import Source, check_reachable, fingerprint, parse_source
+from .sources import Source, check_reachable, fingerprint, parse_source, pin
 
 
 def load_model(source: Source, settings: Settings, placement: dict | None = None) -> tuple[nn.Module, object]:
@@ -30,8 +32,10 @@ def load_model(source: Source, settings: Settings, placement: dict | None = None
     location, extra = source.location, {"trust_remote_code": settings.trust_remote_code}
     if source.kind == "gguf":
         location, extra["gguf_file"] = str(Path(location).parent), Path(location).name
-    if source.revision:
-        extra["revision"] = source.revision
+    if source.pinned_revision:
+        extra["revision"] = source.pinned_revision
+    if source.anonymous:
+        extra["token"] = False  # a visitor's choice on a hosted server: never the operator's token
     if placement is None:
         placement = {"device_map": settings.device_map} if settings.device_map else {}
     # One part at a time, so a failure names the part: a bad config.json, a missing tokenizer, bad weights.
@@ -77,6 +81,12 @@ def load_message(source: Source, part: str, error: Exception, settings: Settings
         return (
             f"Not enough memory to load {name}{where} ({reason}). Free memory, or choose a smaller model, "
             "a smaller dtype (--dtype bfloat16) or another device."
+        )
+    if source.anonymous and caused_by(hub.RepositoryNotFoundError):  # gated repos are a subclass
+        return (
+            f"{name} is gated or private on the Hugging Face Hub. Hosted mode loads the models a visitor "
+            "chooses without the server's Hub token, so only public, ungated repos load here: choose "
+            "another model, or run SLR Explorer locally with your own token."
         )
     if caused_by(hub.GatedRepoError):
         return (
@@ -165,12 +175,25 @@ class ModelPair:
         return next(self.post.parameters()).dtype
 
     @property
+    def attention(self) -> str:
+        """The attention implementation the models run (eager, sdpa, ...); 'post/pre' if they differ."""
+        kinds = [str(getattr(m.config, "_attn_implementation", None)) for m in (self.post, self.pre)]
+        return kinds[0] if kinds[0] == kinds[1] else "/".join(kinds)
+
+    @property
     def identity(self) -> str:
-        """Everything that determines the pair's numbers: fingerprints, dtype, device type."""
-        return f"{self.pre_fingerprint}|{self.post_fingerprint}|{self.dtype}|{self.device.type}"
+        """What about the pair determines its numbers: fingerprints, dtype, device type, attention, and
+        the device map when one spreads the models (none: the key stays as it was without one).
+
+        (torch, transformers and the sweep's code are keyed by cache.result_key, for every pair.)"""
+        fields = [self.pre_fingerprint, self.post_fingerprint, str(self.dtype), self.device.type]
+        placement = map_identity(self.settings.device_map)
+        return "|".join([*fields, f"attn={self.attention}", *([f"map={placement}"] if placement else [])])
 
     def provenance(self) -> dict:
-        """What identifies the pair's numbers, for sidecar files: sources, fingerprints, dtype."""
+        """What identifies the pair's numbers, for sidecar files: sources, fingerprints, dtype, versions."""
+        import transformers
+
         return {
             "pair": self.label,
             "pre": self.pre_source.spec,
@@ -179,6 +202,9 @@ class ModelPair:
             "post_fingerprint": self.post_fingerprint,
             "dtype": str(self.dtype).replace("torch.", ""),
             "device": self.device.type,
+            "attention": self.attention,
+            "torch": torch.__version__,
+            "transformers": transformers.__version__,
         }
 
 
@@ -261,12 +287,20 @@ def check_same_vocabulary(pre_tokenizer, post_tokenizer) -> None:
             )
 
 
-def load_pair(pre: str, post: str, settings: Settings | None = None) -> ModelPair:
-    """Load and check a pre/post pair; the tokenizer comes from the post-trained source."""
-    settings = settings or Settings()
-    pre_source, post_source = parse_source(pre), parse_source(post)
+def load_pair(
+    pre: str, post: str, settings: Settings | None = None, policy: HostedPolicy | None = None
+) -> ModelPair:
+    """Load and check a pre/post pair; the tokenizer comes from the post-trained source.
+
+    `policy` (default: open) decides which sources may load, their size cap and Hub token."""
+    settings, policy = settings or Settings(), policy or HostedPolicy()
+    pre_source, post_source = policy.source(pre), policy.source(post)
     for source in (post_source, pre_source):
         check_reachable(source)
+        with reading(source, "safetensors metadata"):  # from the Hub's metadata, before any weights download
+            policy.check_size(source)
+    # The commits, resolved before loading, are what both loads download and the fingerprints name.
+    pre_source, post_source = pinned(pre_source), pinned(post_source)
     post_model, tokenizer = load_model(post_source, settings, post_placement(settings))
     describe(post_model)  # fail early, before loading the second model
     # Module for module where the post-trained model is, so a restored layer sits where it replaces.
@@ -279,6 +313,12 @@ def load_pair(pre: str, post: str, settings: Settings | None = None) -> ModelPai
     pair.pre_fingerprint, pair.post_fingerprint = fingerprint(pre_source), fingerprint(post_source)
     pair.label = _label(pre_source, post_source)
     return pair
+
+
+def pinned(source: Source) -> Source:
+    """The source with its Hub commit resolved (sources.pin), a failure told as a SourceError."""
+    with reading(source, "config"):
+        return pin(source)
 
 
 def _label(pre: Source, post: Source) -> str:

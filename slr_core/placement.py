@@ -16,10 +16,8 @@ import torch
 from torch import nn
 
 from .architectures import decoder_layers, layers_path
+from .device_maps import resolved_map
 from .settings import Settings
-
-# Strategies accelerate resolves itself; an explicit dict map is used as given.
-STRATEGIES = ("auto", "balanced", "balanced_low_0", "sequential")
 
 
 def shared_max_memory() -> dict:
@@ -31,11 +29,12 @@ def shared_max_memory() -> dict:
 
 def post_placement(settings: Settings) -> dict:
     """from_pretrained placement arguments for the post-trained model (empty: no device map)."""
-    if not settings.device_map:
+    device_map = resolved_map(settings.device_map)
+    if not device_map:
         return {}
-    if isinstance(settings.device_map, str) and settings.device_map in STRATEGIES:
-        return {"device_map": settings.device_map, "max_memory": shared_max_memory()}
-    return {"device_map": settings.device_map}
+    if isinstance(device_map, str):
+        return {"device_map": device_map, "max_memory": shared_max_memory()}
+    return {"device_map": device_map}
 
 
 def pre_placement(post: nn.Module, settings: Settings) -> dict:

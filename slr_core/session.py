@@ -9,25 +9,24 @@ from __future__ import annotations
 import html
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
 
-from . import figures
-from .cached_sweep import all_intervals, result_count, result_names
+from . import figures, inputs
+from .cached_sweep import is_complete, missing_intervals, result_count, result_names, stored_landscape
+from .crc import EncodedPrompts
+from .errors import InputError
 from .hybrid import Restoration, check_interval, check_mode, interval_restoration, parse_layers
-from .landscape import DEFAULT_RULE, Landscape, Point
-from .metrics import crc_answers
+from .landscape import DEFAULT_RULE, RESTORE_MODES, Landscape, Point
 from .models import ModelPair
 from .modes import modes_figure, modes_markdown
 from .presets import PRESETS
 from .registry import PairKey
-from .sampling import SamplingSettings, sample_statistics
 from .settings import DEFAULT_Q_FRACTION
 from .summary import references_markdown, summary_markdown, usable_rule
 
 QUALITY_MAPS = ("strict_quality", "quality")  # what the quality heatmap can show
-MODEL_TITLES = {"post": "Post-trained", "hybrid": "SLR hybrid", "pre": "Pre-trained"}
 CUSTOM = "custom (type sources below)"
 
 
@@ -56,7 +55,11 @@ def preset_for(pre: str, post: str) -> str:
 def snapshot(landscape: Landscape) -> Landscape:
     """A copy whose dicts a running sweep no longer changes."""
     return replace(
-        landscape, intervals=dict(landscape.intervals), soup=dict(landscape.soup), meta=dict(landscape.meta)
+        landscape,
+        intervals=dict(landscape.intervals),
+        soup=dict(landscape.soup),
+        meta=dict(landscape.meta),
+        coarse=set(landscape.coarse),
     )
 
 
@@ -67,6 +70,9 @@ def merge(base: Landscape, update: Landscape) -> Landscape:
     merged.intervals.update(update.intervals)
     merged.soup.update(update.soup)
     merged.meta.update(update.meta)
+    # What the update brings replaces the base's coarse marks; the update's own marks stand.
+    replaced = set(update.intervals) | {name for name in ("post", "pre") if getattr(update, name) is not None}
+    merged.coarse = (merged.coarse - replaced) | update.coarse
     return merged
 
 
@@ -78,6 +84,26 @@ def in_turns(steps: Iterator[Landscape], turn: AbstractContextManager) -> Iterat
         if landscape is None:
             return
         yield snapshot(landscape)
+
+
+def same_pair(landscape: Landscape, pair: ModelPair) -> Landscape:
+    """`landscape` if it was computed for `pair` (its fingerprints), else InputError: never mix two pairs."""
+    fingerprints = (landscape.meta.get("pre_fingerprint"), landscape.meta.get("post_fingerprint"))
+    if fingerprints != (pair.pre_fingerprint, pair.post_fingerprint):
+        raise InputError(f"Another pair was loaded meanwhile, so {pair.label} is no longer shown: try again.")
+    return landscape
+
+
+def stored_landscapes(pair: ModelPair, encoded: EncodedPrompts) -> dict[str, Landscape]:
+    """Every restore mode's landscape as far as the cache holds it."""
+    return {mode: stored_landscape(pair, encoded, mode) for mode in RESTORE_MODES}
+
+
+def evaluation_settings(temperatures, seed) -> tuple[list[float], int]:
+    """Checked temperatures (sorted, at least one) and seed of an evaluation request."""
+    if not temperatures:
+        raise InputError("Pick at least one temperature.")
+    return sorted(inputs.temperature(t) for t in temperatures), inputs.seed(seed)
 
 
 @dataclass
@@ -95,6 +121,22 @@ class SessionView:
     landscapes: dict[str, Landscape] = field(default_factory=dict)  # every mode's, as last seen
     lambda_slice: tuple[str, dict[float, Point]] | None = None  # a restoration's CRC at lambda 0..1
 
+    def show_pair(self, key: PairKey, landscapes: dict[str, Landscape]) -> bool:
+        """Show a newly loaded pair with every mode's stored landscape; True when the shown one is complete."""
+        self.key, self.landscapes, self.landscape = key, landscapes, landscapes[self.mode]
+        self.selected, self.lambda_slice, self.generation = None, None, self.generation + 1
+        return is_complete(self.landscape)
+
+    def pinned(self, pair: ModelPair) -> Landscape:
+        """The shown landscape for an export's card: `pair`'s (a load in another request may have replaced
+        it), and not a first look (the card reports full-set numbers)."""
+        if self.landscape.coarse:
+            raise InputError(
+                "The landscape is still a first look on a few prompts: wait for the full pass (the exported "
+                "model card reports its numbers), then export."
+            )
+        return same_pair(self.landscape, pair)
+
     def show_mode(self, mode: str, landscape: Landscape) -> None:
         """Show restore mode `mode` with its landscape (from the cache); a running sweep of the last one stops."""
         if self.landscape is not None:
@@ -108,9 +150,26 @@ class SessionView:
             chosen = parse_layers(layers, self.landscape.num_layers)
             return Restoration(chosen, self.mode, float(fraction)).check(self.landscape.num_layers)
         if self.selected is None:
-            raise ValueError("Click a heatmap cell (or type an interval or layers) to choose the hybrid.")
+            raise InputError("Click a heatmap cell (or type an interval or layers) to choose the hybrid.")
         restoration = interval_restoration(*self.selected, self.mode, float(fraction))
         return restoration.check(self.landscape.num_layers)
+
+    def chosen(self, start, end, layers: str = "", fraction: float | None = 1.0) -> Restoration:
+        """The hybrid to export: typed layers, else the typed interval, in the shown mode at `fraction`."""
+        fraction = 1.0 if fraction is None else float(fraction)
+        if (layers or "").strip():
+            return self.restoration(layers, fraction)
+        restoration = interval_restoration(*self.interval(start, end), self.mode, fraction)
+        return restoration.check(self.landscape.num_layers)
+
+    def evaluation_landscape(self, pair: ModelPair) -> Landscape:
+        """`pair`'s whole-layer landscape, which the evaluation picks from; InputError while it is incomplete."""
+        landscape = self.all_modes().get("layer")
+        if landscape is None or not is_complete(landscape):
+            raise InputError(
+                "The CRC landscape of this pair is not complete yet: wait for the sweep, then evaluate."
+            )
+        return same_pair(landscape, pair)
 
     def all_modes(self) -> dict[str, Landscape]:
         """Every mode's landscape seen so far, the shown one current."""
@@ -151,19 +210,19 @@ class SessionView:
         return self.selected or self.best()
 
     def interval(self, start, end) -> tuple[int, int]:
-        """A clicked or typed interval, checked against the landscape's depth (SLRError/ValueError if bad)."""
+        """A clicked or typed interval, checked against the landscape's depth (SLRError if bad)."""
         try:
             interval = (int(start), int(end))
         except (TypeError, ValueError) as error:
-            raise ValueError(
+            raise InputError(
                 "Choose an interval: click a heatmap cell, or type start i and end j."
             ) from error
         check_interval(*interval, self.landscape.num_layers)
         return interval
 
     def missing(self) -> set[tuple[int, int]]:
-        """The intervals the view's landscape still lacks."""
-        return all_intervals(self.landscape.num_layers) - set(self.landscape.intervals)
+        """The intervals the view's landscape still lacks, or holds only coarse (prompt-subset) results of."""
+        return missing_intervals(self.landscape)
 
     def progress(self) -> tuple[int, int]:
         """(results the landscape holds, results of a full landscape)."""
@@ -184,6 +243,22 @@ class SessionView:
                 yield True
         if self.generation == generation:
             yield False
+
+    def drawing(self, drift: list[float] | None) -> dict:
+        """Everything the page draws from the view, by component name: the three maps, trade-off and
+        drift plots, references, summaries and the interval boxes (the suggested interval)."""
+        maps, suggested = self.heatmaps(), self.suggested()
+        return {
+            **{f"heat_{name}": figure for name, figure in maps.items()},
+            "tradeoff": self.tradeoff(),
+            "references": self.references(),
+            "summary": self.summary(),
+            "modes_summary": self.modes_summary(),
+            "modes_plot": self.modes_figure(),
+            "drift": figures.drift_figure(drift, suggested) if drift is not None else None,
+            "start": suggested[0] if suggested else None,
+            "end": suggested[1] if suggested else None,
+        }
 
     def heatmaps(self) -> dict[str, str]:
         """Figure JSON of the quality (Q or strict Q), diversity and stop-rate maps, keyed by map."""
@@ -227,111 +302,3 @@ def pair_markdown(pair: ModelPair) -> str:
         f"{pair.num_layers} decoder layers · pre-trained `{pair.pre_source.spec}` · "
         f"post-trained `{pair.post_source.spec}` · {str(pair.dtype).replace('torch.', '')} on {pair.device.type}"
     )
-
-
-def compare_header(
-    pair: ModelPair,
-    interval: tuple[int, int],
-    settings: SamplingSettings,
-    prompt: str,
-    restoration: Restoration | None = None,
-    new_bytes: int = 0,
-) -> str:
-    """Everything needed to reproduce the samples shown."""
-    start, end = interval
-    what = f"layers {start}–{end} restored from the pre-trained model"
-    if restoration is not None and restoration != interval_restoration(start, end):
-        part = {"layer": "layers", "attention": "attention of layers", "mlp": "MLP of layers"}
-        what = f"{part[restoration.mode]} {restoration.span} from the pre-trained model"
-        what += "" if restoration.fraction == 1 else f" at λ = {restoration.fraction:g}"
-        what += "; every norm post-trained" if restoration.mode != "layer" else ""
-        memory = f"{new_bytes / 2**20:.1f} MiB of blended weights" if new_bytes else "no new weights"
-        return f"**Hybrid {html.escape(restoration.label)}** ({what}; {memory}) · " + _settings_text(
-            pair, settings, prompt
-        )
-    return f"**Interval [{start}, {end}]** ({what}) · " + _settings_text(pair, settings, prompt)
-
-
-def _settings_text(pair: ModelPair, settings: SamplingSettings, prompt: str) -> str:
-    return (
-        f"seed **{settings.seed}** · {settings.num_samples} samples per model · min-p {settings.min_p} · "
-        f"temperature {settings.temperature} · max {settings.max_new_tokens} new tokens\n\n"
-        f"Pair: {html.escape(pair.label)} · prompt: “{html.escape(prompt)}”"
-    )
-
-
-def samples_html(which: str, title: str, texts: list[str] | None, badge: str) -> str:
-    """One model's samples as a numbered list under its title and a status badge."""
-    if texts:
-        items = "".join(
-            f"<li>{html.escape(text) or '<span class=slr-empty>(empty)</span>'}</li>" for text in texts
-        )
-        body = f"<ol>{items}</ol>"
-    else:
-        body = "<p class='slr-empty'>No samples yet.</p>"
-    return (
-        f"<div class='slr-samples'><div class='slr-samples-head {which}'><b>{html.escape(title)}</b>"
-        f"<span class='slr-badge'>{html.escape(badge)}</span></div>{body}</div>"
-    )
-
-
-def statistics_markdown(statistics: dict[str, float] | None, num_samples: int) -> str:
-    """Sample statistics as a small table ("" while sampling)."""
-    if statistics is None:
-        return ""
-    rows = ["| metric | value |", "|---|---|"]
-    for name, value in statistics.items():
-        shown = f"{value} / {num_samples}" if name == "distinct answers" else f"{value:.3f}"
-        rows.append(f"| {name} | {shown} |")
-    return "\n".join(rows)
-
-
-@dataclass
-class ComparePanel:
-    """What the compare columns show while samples stream in."""
-
-    interval: tuple[int, int]
-    settings: SamplingSettings
-    include_pre: bool
-    valid: tuple[str, ...] | None  # the prompt's valid CRC answers, if it is a CRC-style prompt
-    restoration: Restoration | None = None  # a partial, free-form or fractional hybrid, if not the interval
-    texts: dict[str, list[str]] = field(default_factory=dict)
-    badges: dict[str, str] = field(default_factory=dict)
-    statistics: dict[str, dict] = field(default_factory=dict)
-    current: str | None = None
-
-    @property
-    def models(self) -> list[str]:
-        """The columns in order."""
-        return ["post", "hybrid", "pre"] if self.include_pre else ["post", "hybrid"]
-
-    def title(self, which: str) -> str:
-        """A column's heading."""
-        start, end = self.interval
-        label = self.restoration.label if self.restoration is not None else f"[{start}, {end}]"
-        return f"SLR hybrid {label}" if which == "hybrid" else MODEL_TITLES[which]
-
-    def fill(self, stream: Callable[[str], Iterator[list[str]]]) -> Iterator[str]:
-        """Sample each column in turn from `stream(which)`; yields the column that changed.
-
-        While a column streams, `self.current` names it (for an error message).
-        """
-        for which in self.models:
-            began, self.current, self.badges[which] = time.monotonic(), which, "sampling…"
-            for texts in stream(which):
-                self.texts[which] = texts
-                yield which
-            self.badges[which] = f"done in {time.monotonic() - began:.1f} s"
-            self.statistics[which] = sample_statistics(self.texts.get(which, []))
-            yield which
-
-    def column(self, which: str) -> tuple[str, str, object | None]:
-        """One column: samples HTML, statistics Markdown, and a CRC answer histogram once done (else None)."""
-        badge = self.badges.get(which, "queued")
-        samples = samples_html(which, self.title(which), self.texts.get(which), badge)
-        statistics = statistics_markdown(self.statistics.get(which), self.settings.num_samples)
-        histogram = None
-        if self.valid is not None and which in self.statistics:
-            answers = crc_answers(self.texts.get(which, []), self.valid)
-            histogram = figures.crc_histogram(*answers, self.valid, "answers to this CRC prompt")
-        return samples, statistics, histogram

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import re
 import socket
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -22,6 +22,21 @@ class Source:
     kind: str
     location: str
     revision: str | None = None
+    # Hub only. The commit `revision` resolved to, pinned before loading (pin), so the weights loaded
+    # and the fingerprint name the same commit even if a branch moves in between.
+    commit: str | None = None
+    # A visitor's choice on a hosted server: loaded without the operator's Hub token (hosting.py).
+    anonymous: bool = False
+
+    @property
+    def token(self) -> bool | None:
+        """The `token` argument for Hub calls: False (send none) when anonymous, else the default login."""
+        return False if self.anonymous else None
+
+    @property
+    def pinned_revision(self) -> str | None:
+        """The revision to download: the pinned commit, else what the user gave."""
+        return self.commit or self.revision
 
 
 def parse_source(spec: str) -> Source:
@@ -65,7 +80,7 @@ def fingerprint(source: Source) -> str:
 
         return demo_fingerprint(source.location)
     if source.kind == "hub":
-        return f"hub:{source.location}@{_hub_commit(source)}"
+        return f"hub:{source.location}@{source.commit or _hub_commit(source)}"
     from .cache import file_digest
 
     path = Path(source.location)
@@ -84,9 +99,24 @@ def _weight_files(folder: Path) -> list[Path]:
 def _hub_commit(source: Source) -> str:
     from transformers.utils import cached_file
 
-    resolved = cached_file(source.location, "config.json", revision=source.revision)
+    resolved = cached_file(source.location, "config.json", revision=source.revision, token=source.token)
     # The hub cache lays files out as .../snapshots/<commit>/config.json.
     return Path(resolved).parent.name
+
+
+def pin(source: Source) -> Source:
+    """A Hub source with its revision resolved to a commit (fetching config.json only); others as is."""
+    if source.kind != "hub" or source.commit:
+        return source
+    return replace(source, commit=_hub_commit(source))
+
+
+def parameter_count(source: Source) -> int:
+    """A Hub model's parameter count from its safetensors metadata (file headers only, no weights)."""
+    from huggingface_hub import get_safetensors_metadata
+
+    metadata = get_safetensors_metadata(source.location, revision=source.pinned_revision, token=source.token)
+    return sum(metadata.parameter_count.values())
 
 
 def check_reachable(source: Source, timeout: float = 3.0) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 
+from . import cache
 from .cached_sweep import result_count, result_names
 from .landscape import Landscape, Point, check_rule
 from .soup import ALPHAS
@@ -199,9 +200,18 @@ def references_markdown(
 
 
 def sweep_status(landscape: Landscape, running: bool) -> str:
-    """One line on a landscape's sweep: complete, running, or waiting."""
+    """One line on a landscape's sweep (complete, running, or waiting), and a warning when the cache
+    cannot keep results."""
     done, total = result_count(landscape), len(result_names(landscape.num_layers))
+    keeping = cache.keeping()
+    warning = "" if keeping.kept else f" ⚠ {keeping.note()}"
     if done == total:
-        return f"CRC landscape complete: {total} results (from the cache when swept before)."
+        return f"CRC landscape complete: {total} results (from the cache when swept before).{warning}"
     state = "Sweeping" if running else "Waiting to sweep"
-    return f"{state}: {done} / {total} results (post, pre, intervals, soup)."
+    if landscape.coarse:
+        meta = landscape.meta
+        state = (
+            f"First look (Q and D of every interval on {meta.get('coarse_prompts')} of "
+            f"{meta.get('num_prompts')} prompts) shown; {state.lower()} the full set"
+        )
+    return f"{state}: {done} / {total} results (post, pre, intervals, soup).{warning}"

@@ -7,7 +7,9 @@ at once, then runs the post-trained tail on them, batched. Inputs below layer i 
 post-trained pass. That is ~N^3/6 layer evaluations instead of the naive loop's ~N^3/2.
 
 Layers are called as the model itself calls them, with the arguments capture.py recorded, so no
-architecture's forward is rewritten here. Each prompt row also carries its valid answer tokens as
+architecture's forward is rewritten here; stack.py runs them, sharing the prompts' common prefix
+once per state and narrowing the last layer to the kept positions (prefix.py), each only where a
+pass of the post model proves it exact. Each prompt row also carries its valid answer tokens as
 branches (branches.py), so the same pass gives p(end | prompt, answer) for strict CRC.
 """
 
@@ -22,22 +24,14 @@ from tqdm.auto import tqdm
 
 from .architectures import decoder_layers
 from .branches import Batch, make_batch
-from .capture import (
-    Reference,
-    capture,
-    check_branches,
-    check_tail,
-    final_logits,
-    kept_positions,
-    replay,
-    run_layer,
-)
+from .capture import Reference, capture, check_branches, check_tail, final_logits, kept_positions, replay
 from .chat import end_of_turn_ids
 from .crc import EncodedPrompts, answer_probabilities, first_token_scores, strict_scores
 from .hybrid import build_hybrid, check_interval, check_mode, restoring_layer
 from .models import ModelPair
+from .stack import Engine, State, Stats, choose_layout
 
-__all__ = ["Batch", "make_batch", "model_scores", "naive_interval_scores", "sweep_intervals"]
+__all__ = ["Batch", "Stats", "make_batch", "model_scores", "naive_interval_scores", "sweep_intervals"]
 
 # The LM head over a branch (a full-vocabulary softmax) is most of the strict-CRC cost, so branches
 # are scored from likely to unlikely, tier by tier (p(t|x) >= each of SKIP_TIERS in turn), and a
@@ -48,23 +42,20 @@ SKIP_RELATIVE = 1e-5
 HEAD_ROWS = 256  # LM-head rows per matmul: 256 rows x 262k float32 logits is 268 MB
 
 
-@dataclass
-class Stats:
-    """Work done: decoder-layer evaluations counted per sequence, and token-layer products."""
-
-    layer_evals: int = 0
-    token_layer_evals: int = 0
-    head_rows: int = 0  # positions that went through the final norm and LM head
-    branches_skipped: int = 0  # answer branches whose head was provably negligible
-
-
 def score_kept(
-    model: nn.Module, kept: torch.Tensor, encoded: EncodedPrompts, end_ids: list[int], stats: Stats
+    model: nn.Module,
+    kept: torch.Tensor,
+    encoded: EncodedPrompts,
+    end_ids: list[int],
+    stats: Stats,
+    strict: bool = True,
 ) -> torch.Tensor:
-    """Per-prompt (Q, D, stop, strict quality) [P, 4] from kept final states [P, 1 + K, d]."""
+    """Per-prompt (Q, D, stop, strict quality) [P, 4] from kept final states [P, 1 + K, d]; (Q, D) without strict."""
     rows = list(range(kept.shape[0]))
     token_probs = answer_probabilities(final_logits(model, kept[:, 0]), encoded, rows)
     stats.head_rows += len(rows)
+    if not strict:
+        return first_token_scores(token_probs, encoded, rows)
     ends = [torch.zeros_like(probs) for probs in token_probs]
     done = [torch.zeros_like(probs, dtype=torch.bool) for probs in token_probs]
     for tier in SKIP_TIERS:
@@ -144,11 +135,15 @@ def sweep_intervals(
     stats: Stats | None = None,
     mode: str = "layer",
     reference: Reference | None = None,
+    strict: bool = True,
+    share: bool = True,
 ) -> Iterator[IntervalScores]:
     """Yield exact per-prompt scores for each interval in `wanted`, column by column.
 
     `mode` says what comes back in each restored layer (hybrid.RESTORE_MODES); the stack grown for a
     start is then made of those mixed layers (post-trained layer, pre-trained attention or MLP).
+    Without `strict` the rows carry no branches and only (Q, D) [P, 2] come back. `share` allows the
+    shared prefix and the narrowed last layer (stack.py), each used only once proven on the post model.
     """
     num_layers, stats = pair.num_layers, stats or Stats()
     check_mode(mode)
@@ -156,85 +151,48 @@ def sweep_intervals(
         check_interval(start, end, num_layers)
     # The post model's capture is the same for every interval: reuse the caller's if it has one.
     reference = reference or Reference(
-        pair.post, make_batch(encoded, pair.tokenizer.pad_token_id, pair.device)
+        pair.post, make_batch(encoded, pair.tokenizer.pad_token_id, pair.device, branches=strict)
     )
-    batch = reference.batch
-    end_ids = end_of_turn_ids(pair.tokenizer)
+    batch, end_ids = reference.batch, end_of_turn_ids(pair.tokenizer)
     post_layers = list(decoder_layers(pair.post))
     pre_layers = [
         restoring_layer(post, pre, mode) for post, pre in zip(post_layers, decoder_layers(pair.pre))
     ]
-    cap = reference.capture()
-    check_tail(pair.post, cap, batch)
-    check_branches(pair.post, cap, batch)
+    with stats.timed("capture"):
+        cap = reference.capture(stats)
+        check_tail(pair.post, cap, batch)
+        check_branches(pair.post, cap, batch)
+    with stats.timed("checks"):
+        engine = Engine(cap, batch, batch_tokens, stats, choose_layout(post_layers, cap, batch, share))
     last_needed = {}
     for start, end in wanted:
         last_needed[start] = max(end, last_needed.get(start, -1))
-    active: dict[int, torch.Tensor] = {}  # start -> hidden states after pre layers start..j-1
+    active: dict[int, State] = {}  # start -> hidden states after pre layers start..j-1
     progress = tqdm(total=len(wanted), desc="CRC sweep", unit="interval", leave=False)
     for end in range(num_layers):
         if end in last_needed:
-            active[end] = cap.hidden_states[end]
+            active[end] = engine.initial(end)
         if not active:
             continue
         starts = sorted(active)
-        states = [active[i] for i in starts]
-        active = dict(
-            zip(starts, _apply(pre_layers[end : end + 1], end, states, cap, batch, batch_tokens, stats))
-        )
         column = [i for i in starts if (i, end) in wanted]
+        # The last layer is only ever a stack's end: it runs as part of the tail, narrowed.
+        tail = post_layers[end + 1 :] if end + 1 < num_layers else pre_layers[end:]
+        if end + 1 < num_layers:
+            with stats.timed("extension"):
+                states = engine.apply(pre_layers[end : end + 1], end, [active[i] for i in starts])
+            active = dict(zip(starts, states))
         if column:
-            tail, states = post_layers[end + 1 :], [active[i] for i in column]
-            finals = _apply(tail, end + 1, states, cap, batch, batch_tokens, stats, keep=True)
+            first = end + 1 if end + 1 < num_layers else end
+            with stats.timed("tails"):
+                finals = engine.apply(tail, first, [active[i] for i in column], keep=True)
             for start, kept in zip(column, finals):
                 progress.update(1)
-                yield IntervalScores(start, end, score_kept(pair.post, kept, encoded, end_ids, stats))
+                with stats.timed("head"):
+                    per_prompt = score_kept(pair.post, kept, encoded, end_ids, stats, strict)
+                yield IntervalScores(start, end, per_prompt)
         active = {i: h for i, h in active.items() if last_needed[i] > end}
     progress.close()
-
-
-def _apply(layers, first_idx, states, cap, batch: Batch, batch_tokens: int, stats, keep: bool = False):
-    """Run `layers` (at positions first_idx...) over a list of [P, W, d] states, one per start.
-
-    Rows go through in chunks of about `batch_tokens` tokens, ordered by width so that each chunk
-    is cut to its widest row. With keep, return each row's kept positions, shaped [P, 1 + K, d].
-    """
-    num_starts, num_prompts = len(states), cap.num_prompts
-    # Layers on several devices leave their outputs where they ran: gather on the first state's device.
-    flat = torch.stack([s.to(states[0].device) for s in states], dim=1).flatten(0, 1)  # row = p * S + s
-    out_shape = (flat.shape[0], batch.num_kept if keep else batch.num_tokens, flat.shape[-1])
-    out = torch.zeros(out_shape, dtype=flat.dtype, device=flat.device)
-    for rows, width in _chunks(batch, num_starts, batch_tokens):
-        hidden, prompt_rows = flat.index_select(0, rows.to(flat.device))[:, :width], rows // num_starts
-        for offset, layer in enumerate(layers):
-            hidden = run_layer(layer, first_idx + offset, hidden, prompt_rows, cap)
-            stats.layer_evals += hidden.shape[0]
-            stats.token_layer_evals += int(
-                batch.widths.index_select(0, prompt_rows.to(batch.widths.device)).sum()
-            )
-        if keep:
-            out[rows.to(out.device)] = kept_positions(
-                hidden, batch.keep_index.index_select(0, prompt_rows.to(batch.keep_index.device))
-            )
-        else:
-            out[rows.to(out.device), :width] = hidden
-    return list(out.view(num_prompts, num_starts, *out.shape[1:]).unbind(1))
-
-
-def _chunks(batch: Batch, num_starts: int, batch_tokens: int) -> Iterator[tuple[torch.Tensor, int]]:
-    # Rows of the same prompt (one per start) are neighbours; prompts go from narrow to wide.
-    widths = batch.widths.cpu()
-    rows, width = [], 0
-    for prompt in torch.argsort(widths, stable=True).tolist():
-        for start in range(num_starts):
-            grown = max(width, int(widths[prompt]))
-            if rows and (len(rows) + 1) * grown > batch_tokens:
-                yield torch.tensor(rows), width
-                rows, grown = [], int(widths[prompt])
-            rows.append(prompt * num_starts + start)
-            width = grown
-    if rows:
-        yield torch.tensor(rows), width
 
 
 @torch.inference_mode()

@@ -87,3 +87,14 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def page():
+    """The app's page (components and handlers), built once per module, with the app on the CPU."""
+    import app
+    from slr_core.settings import Settings
+
+    previous, app.SETTINGS = app.SETTINGS, Settings(device="cpu")
+    yield app.build_page()
+    app.SETTINGS = previous

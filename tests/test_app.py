@@ -28,31 +28,18 @@ from slr_core.cached_sweep import complete, is_complete, result_count, stored_la
 from slr_core.crc import default_prompts, encode_prompts, valid_answers
 from slr_core.drift import layer_drift
 from slr_core.export import export_name
-from slr_core.hybrid import build_hybrid
+from slr_core.hybrid import build_hybrid, interval_restoration
 from slr_core.landscape import Landscape
 from slr_core.registry import FairLock, PairRegistry
 from slr_core.sampling import SamplingSettings, sample, stream_samples
 from slr_core.session import SessionView, snapshot
-from slr_core.settings import Settings
 from slr_core.sources import check_reachable, parse_source
 
 CRC_PROMPT = "Generate a random integer in the range [2, 6]. Do not include anything else in your reply."
 SKIP = gr.skip()
 
 
-@pytest.fixture(scope="module", autouse=True)
-def cpu_settings():
-    """The app runs on the CPU in these tests, as the tiny_pair fixture does."""
-    previous = app.SETTINGS
-    app.SETTINGS = Settings(device="cpu")
-    yield
-    app.SETTINGS = previous
-
-
-@pytest.fixture(scope="module")
-def page() -> app.Page:
-    """The page (its components and handlers), built once."""
-    return app.build_page()
+pytestmark = pytest.mark.usefixtures("page")  # conftest: the page, with the app on the CPU
 
 
 @pytest.fixture
@@ -166,7 +153,10 @@ def test_stored_landscape_also_reads_a_landscape_shipped_in_assets(sources, tmp_
     assert shipped.intervals[(0, 3)].quality == pytest.approx(swept.intervals[(0, 3)].quality, abs=1e-6)
 
 
-def test_a_sweep_fills_the_maps_live_and_a_second_visit_reads_the_cache(page, sources, tiny_pair):
+def test_a_sweep_fills_the_maps_live_and_a_second_visit_reads_the_cache(
+    page, sources, tiny_pair, monkeypatch
+):
+    monkeypatch.setattr(app, "UPDATE_SECONDS", 0.0)  # draw every step, so the first look is seen
     view = SessionView()
     shown = wired(page, "show_pair", page.show_pair(view, *sources))
     assert shown[page.sweep_token] != SKIP  # nothing cached yet: the page asks for a sweep
@@ -174,7 +164,18 @@ def test_a_sweep_fills_the_maps_live_and_a_second_visit_reads_the_cache(page, so
     assert (shown[page.start], shown[page.end]) == (None, None)  # no interval to suggest before the sweep
     updates = [wired(page, "run_sweep", update) for update in page.run_sweep(view)]
     assert len(updates) >= 2
+    # First a complete coarse map (every interval, Q and D on 2 of the 40 prompts), marked as such...
+    coarse = [u for u in updates if figure(u, page.heat_quality)["layout"]["meta"]["coarse"] == 10]
+    assert (
+        coarse
+        and "first look on 2 of 40 prompts"
+        in figure(coarse[0], page.heat_diversity)["layout"]["title"]["text"]
+    )
+    assert "First look" in coarse[0][page.sweep_status]
+    assert not np.isnan(heat_z(coarse[0], page.heat_diversity)[np.triu_indices(4)]).any()
+    # ...then the full set replaces every coarse cell.
     last = updates[-1]
+    assert figure(last, page.heat_quality)["layout"]["meta"]["coarse"] == 0
     assert figure(last, page.heat_quality)["layout"]["meta"]["filled"] == 10
     assert "complete" in last[page.sweep_status]
     landscape = view.landscape
@@ -401,11 +402,13 @@ def test_compare_rejects_bad_input_clearly(page, swept_view):
         next(page.compare(SessionView(), CRC_PROMPT, 4, 0.1, 1.0, 8, 0, False))
 
 
-def test_stream_model_grows_then_ends_with_the_full_samples(sources, monkeypatch):
+def test_stream_column_grows_then_ends_with_the_full_samples(sources, monkeypatch):
     monkeypatch.setattr(app, "STREAM_SECONDS", 0.0)
     key = (*sources, app.SETTINGS)
     settings = SamplingSettings(3, 0.1, 1.0, 8, 1)
-    partials = list(app.stream_model(key, "hybrid", (1, 1), "Name a US state.", settings))
+    partials = list(
+        app.stream_column(key, "hybrid", interval_restoration(1, 1), "Name a US state.", settings)
+    )
     assert len(partials) >= 2
     lengths = [sum(len(text) for text in texts) for texts in partials]
     assert lengths == sorted(lengths)
@@ -536,12 +539,14 @@ def test_evaluate_needs_a_complete_landscape_then_returns_table_and_bars(
     page.show_pair(incomplete, *sources)
     incomplete.landscape = replace(incomplete.landscape, intervals={})
     with pytest.raises(gr.Error, match="not complete"):
-        page.evaluate(incomplete, "qa", True, [1.0], 0)
+        next(page.evaluate(incomplete, "qa", True, [1.0], 0))
     with pytest.raises(gr.Error, match="at least one temperature"):
-        page.evaluate(swept_view, "qa", True, [], 0)
+        next(page.evaluate(swept_view, "qa", True, [], 0))
     # A smaller quick setting keeps this test short; the evaluation itself is the real one.
     monkeypatch.setitem(evaluation.PRESETS, ("qa", True), evaluation.EvalSettings(2, 2, 4))
-    update = wired(page, "evaluate", page.evaluate(swept_view, "qa", True, [1.0], 0))
+    updates = list(page.evaluate(swept_view, "qa", True, [1.0], 0))
+    assert len(updates) > 1  # the table grows method by method, the lock released in between
+    update = wired(page, "evaluate", updates[-1])
     table = update[page.evaluation_table]
     assert {"method", "temperature", "precision"} <= set(table.columns)
     assert "Post-trained" in set(table["method"])

@@ -191,3 +191,34 @@ def test_strict_rule_thresholds_strict_quality():
     with pytest.raises(ValueError, match="strict, paper"):
         landscape.q_min(0.9, "first-token")
     assert parse_intervals("0-1, 3", 4) == {(0, 1), (3, 3)}
+
+
+# ---------------------------------------------------------------- --device-map
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (None, "neither a placement strategy (auto, balanced"),
+        ("{not json", "cannot read"),
+        ("[]", "must hold a non-empty JSON object"),
+        ('{"model.layers.0": "gpu7"}', "module 'model.layers.0' is mapped to 'gpu7'"),
+    ],
+)
+def test_a_bad_device_map_exits_2_with_what_to_give(tmp_path, capsys, content, message):
+    target = tmp_path / "map.json"
+    if content is not None:
+        target.write_text(content)
+    with pytest.raises(SystemExit) as stopped:
+        main(["sweep", "--device-map", str(target), "--out", str(tmp_path / "l.csv")])
+    assert stopped.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_a_device_map_file_places_the_pair(tiny_paths, tmp_path):
+    pre, post = tiny_paths("llama")
+    device_map = tmp_path / "map.json"
+    device_map.write_text(json.dumps({"": "cpu"}))
+    out = tmp_path / "l.csv"
+    pair = ["--pre", str(pre), "--post", str(post), "--device-map", str(device_map)]
+    assert main(["sweep", *pair, "--intervals", "0-1", "--out", str(out)]) == 0
+    assert [r["kind"] for r in csv.DictReader(out.open())] == ["post", "pre", "interval"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
+import threading
 
 import pytest
 import torch
@@ -13,6 +14,7 @@ from slr_core import evaluation, likelihood, qa, writing
 from slr_core.chat import encode_chat, end_of_turn_ids
 from slr_core.errors import SLRError
 from slr_core.evaluation import EvalSettings, EvaluationError, run_evaluation, select_methods
+from slr_core.hosting import HostedModeError, HostedPolicy
 from slr_core.landscape import Landscape, Point
 from slr_core.qa import Matcher, mean_std, normalise, question_scores
 from slr_core.qa_data import QUESTIONS
@@ -349,3 +351,57 @@ def test_bad_requests_raise_clear_errors(tiny_pair, task, temperatures, message)
     assert isinstance(caught.value, SLRError)
     with pytest.raises(EvaluationError, match="post-trained reference"):
         run_evaluation(tiny_pair, Landscape(4), "qa", True, [1.0], settings=TINY)
+
+
+# ---------------------------------------------------------------- a run in steps: the device lock, leaving, hosted mode
+
+
+class Turn:
+    """A device lock that counts its turns, so a test can see when it is held."""
+
+    def __init__(self) -> None:
+        self.lock, self.turns = threading.Lock(), 0
+
+    def __enter__(self) -> Turn:
+        self.lock.acquire()
+        self.turns += 1
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.lock.release()
+
+
+def test_a_run_in_steps_holds_the_lock_only_while_computing_and_stops_when_closed(tiny_pair, monkeypatch):
+    turn, scored, real_score = Turn(), [], evaluation._score
+
+    def score(*args, **kwargs):
+        assert turn.lock.locked()  # every sample is drawn inside a turn
+        scored.append(args[-1])
+        return real_score(*args, **kwargs)
+
+    monkeypatch.setattr(evaluation, "_score", score)
+    steps = evaluation.evaluation_steps(
+        tiny_pair, tiny_landscape(), "qa", True, [1.0, 1.5], 1, settings=TINY, use_cache=False, turn=turn
+    )
+    first = next(steps)
+    assert not turn.lock.locked()  # between steps a sampler can take the device
+    assert numbers(first).keys() == {"post"} and list(first["post"]) == ["1.0"]
+    assert first["meta"]["steps"] == {"done": 1, "total": len(METHODS) * 2}
+    assert "Post-trained" in evaluation.format_table(first)  # a partial run's table draws what it has
+    assert turn.lock.acquire(timeout=1)  # e.g. a sampler, while the run waits between steps
+    turn.lock.release()
+    next(steps)
+    steps.close()  # the visitor left
+    assert scored == ["post T=1.0", "post T=1.5"] and turn.turns == 2  # nothing after the close
+
+
+def test_hosted_mode_runs_the_quick_evaluation_only(tiny_pair):
+    hosted = HostedPolicy(hosted=True)
+    full = evaluation.evaluation_steps(tiny_pair, tiny_landscape(), "qa", False, [1.0], policy=hosted)
+    with pytest.raises(HostedModeError, match="Hosted mode runs the quick evaluation only"):
+        next(full)
+    quick = evaluation.evaluation_steps(
+        tiny_pair, tiny_landscape(), "qa", True, [1.0], settings=TINY, use_cache=False, policy=hosted
+    )
+    assert "post" in next(quick)
+    quick.close()

@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 import zipfile
 from pathlib import Path
 
@@ -24,8 +25,18 @@ from slr_core.cached_sweep import complete, survey
 from slr_core.crc import default_prompts, encode_prompts
 from slr_core.demo import DEMO_LABEL
 from slr_core.errors import ExportError, IntervalError
-from slr_core.export import export_hybrid, export_name, landscape_csv, write_csv, zip_folder
-from slr_core.hybrid import build_hybrid
+from slr_core.export import (
+    export_bytes,
+    export_hybrid,
+    export_name,
+    landscape_csv,
+    prune_exports,
+    publish_archive,
+    write_csv,
+    zip_folder,
+)
+from slr_core.hosting import HostedPolicy
+from slr_core.hybrid import Restoration, build_hybrid, interval_restoration
 from slr_core.landscape import CSV_COLUMNS
 from slr_core.models import ModelPair, load_pair
 from slr_core.settings import Settings
@@ -369,3 +380,90 @@ def test_zip_folder_holds_the_folder_under_its_own_name(tmp_path):
     with zipfile.ZipFile(archive) as opened:
         assert opened.read(f"{folder.name}/config.json") == b'{"again": 1}'
     assert sorted(p.name for p in tmp_path.iterdir()) == [folder.name, archive.name]  # no staging left
+
+
+# ---------------------------------------------------------------- the app's export folder: quota, expiry, names
+
+
+def _aged(path: Path, size: int, hours_old: float) -> Path:
+    if path.suffix == ".zip":
+        path.write_bytes(b"z" * size)
+    else:
+        path.mkdir()
+        (path / "model.safetensors").write_bytes(b"w" * (size - 10))
+        (path / "config.json").write_bytes(b"c" * 10)
+    stamp = time.time() - hours_old * 3600
+    os.utime(path, (stamp, stamp))
+    return path
+
+
+def test_prune_removes_expired_exports_then_the_oldest_until_the_new_one_fits(tmp_path):
+    expired = _aged(tmp_path / "slr-a.zip", 1000, 10)
+    oldest = _aged(tmp_path / "slr-b", 1000, 5)  # a folder: counted whole
+    newest = _aged(tmp_path / "slr-c.zip", 1000, 1)
+    kept = _aged(tmp_path / "slr-d.zip", 1000, 20)  # the name being written: never removed
+    policy = HostedPolicy(hosted=True, export_quota_bytes=3000, export_ttl_seconds=8 * 3600)
+    removed = prune_exports(tmp_path, policy, incoming=1500, keep=("slr-d.zip",))
+    assert removed == [expired, oldest]  # expired first; then the oldest, until 1000 + 1500 <= 3000
+    assert sorted(p.name for p in tmp_path.iterdir()) == [newest.name, kept.name]
+    assert prune_exports(tmp_path, policy) == [kept]  # nothing kept any more: expired, so it goes
+    with pytest.raises(ExportError, match="more than the whole export quota"):
+        prune_exports(tmp_path, policy, incoming=3001)
+    assert newest.exists()  # an export that cannot fit removes nothing
+
+
+def test_publish_keeps_only_the_zip_in_hosted_mode_and_makes_room_in_the_quota(
+    tiny_pair, landscape, tmp_path
+):
+    estimate = export_bytes(tiny_pair)
+    root = tmp_path / "exports"
+    root.mkdir()
+    stale = _aged(root / "slr-older.zip", estimate, 1)
+    policy = HostedPolicy(hosted=True, export_quota_bytes=estimate + estimate // 2)
+    archive = publish_archive(tiny_pair, interval_restoration(1, 2), root, landscape, policy=policy)
+    assert archive == root / f"{export_name(tiny_pair, (1, 2))}.zip"
+    assert list(root.iterdir()) == [archive] and not stale.exists()  # no folder, and room was made
+    assert archive.stat().st_size <= estimate  # the estimate the checks used is an upper bound here
+    with zipfile.ZipFile(archive) as opened:
+        assert f"{archive.stem}/config.json" in opened.namelist()
+    opened_mode = publish_archive(tiny_pair, interval_restoration(1, 2), tmp_path / "open", landscape)
+    assert sorted(p.name for p in opened_mode.parent.iterdir()) == [
+        archive.stem,
+        archive.name,
+    ]  # locally: both
+
+
+def test_publish_refuses_an_export_the_disk_cannot_hold_and_writes_nothing(tiny_pair, tmp_path, monkeypatch):
+    import shutil
+
+    from slr_core import export
+
+    monkeypatch.setattr(
+        export.shutil, "disk_usage", lambda path: shutil._ntuple_diskusage(10**12, 10**12, 1000)
+    )
+    root = tmp_path / "exports"
+    with pytest.raises(ExportError, match="Not enough free disk") as raised:
+        publish_archive(tiny_pair, interval_restoration(0, 1), root, policy=HostedPolicy(hosted=True))
+    assert f"needs about {2 * export_bytes(tiny_pair) / 2**20:.0f} MiB" in str(raised.value)
+    assert "has 1000 bytes free" in str(raised.value)
+    assert list(root.iterdir()) == []
+
+
+def test_export_names_never_collide_across_pairs_and_restorations(tiny_pair):
+    pairs = [
+        _with_sources(tiny_pair, f"folder:{pre}" + "0" * 12, f"folder:{post}" + "0" * 12)
+        for pre in ("aaaa", "bbbb")
+        for post in ("cccc", "dddd")
+    ]
+    restorations = [
+        interval_restoration(1, 2),
+        interval_restoration(1, 3),
+        interval_restoration(1, 2, "attention"),
+        interval_restoration(1, 2, "mlp"),
+        interval_restoration(1, 2, "layer", 0.5),
+        Restoration((1, 3)),
+    ]
+    names = [export_name(pair, (r.layers[0], r.layers[-1]), r) for pair in pairs for r in restorations]
+    assert len(set(names)) == len(pairs) * len(restorations)
+    again = export_name(dataclasses.replace(pairs[0]), (1, 2), interval_restoration(1, 2))
+    assert again == names[0]  # and the same export keeps its name

@@ -11,7 +11,7 @@ import plotly.graph_objects as go
 import pytest
 from strict_landscapes import PAPER_PICK, STRICT_PICK, paper_only_landscape, two_rule_landscape
 
-from slr_core import figures
+from slr_core import evaluation_figure, figures
 from slr_core.cached_sweep import complete, survey
 from slr_core.crc import default_prompts, encode_prompts
 from slr_core.landscape import METRICS, Landscape
@@ -206,11 +206,11 @@ def test_evaluation_figure_groups_methods_per_metric():
             {"method": "SLR [1, 2]", "temperature": "1.0", "value": 1.1, "std": 0.2},
         ],
     }
-    figure = figures.evaluation_figure(bars)
+    figure = evaluation_figure.evaluation_figure(bars)
     assert [annotation.text for annotation in figure.layout.annotations] == ["precision", "entropy"]
     assert len(figure.data) == 4
     slr = [trace for trace in figure.data if trace.name == "SLR [1, 2]"]
     assert [trace.y[0] for trace in slr] == [0.85, 1.1]
     assert slr[0].marker.color == figures.SLR_COLOUR
-    assert figures.method_colour("Proxy-Soup alpha=0.40", []) == figures.SOUP_COLOUR
-    assert len(figures.evaluation_figure({}).data) == 0
+    assert evaluation_figure.method_colour("Proxy-Soup alpha=0.40", []) == figures.SOUP_COLOUR
+    assert len(evaluation_figure.evaluation_figure({}).data) == 0

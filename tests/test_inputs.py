@@ -26,6 +26,8 @@ EARLIER_CSV = "kind,start,end\npost,,\n"
 EARLIER_RESULT = {"quality": 0.5, "diversity": 1.0, "stop": 0.5, "strict_quality": 0.25}
 CRC_PROMPT = "Generate a random integer in the range [2, 6]. Do not include anything else in your reply."
 
+pytestmark = pytest.mark.usefixtures("page")  # conftest: the page, with the app on the CPU
+
 
 class Earlier:
     """An earlier run's output file and cache entry, which no refused command may touch."""
@@ -382,19 +384,6 @@ def test_row_21_seed(capsys, pair_args, earlier, no_loading, value):
 # ---------------------------------------------------------------- the page
 
 
-@pytest.fixture(scope="module", autouse=True)
-def cpu_settings():
-    previous = app.SETTINGS
-    app.SETTINGS = Settings(device="cpu")
-    yield
-    app.SETTINGS = previous
-
-
-@pytest.fixture(scope="module")
-def page() -> app.Page:
-    return app.build_page()
-
-
 @pytest.fixture
 def shown(tiny_paths) -> SessionView:
     """A session showing the tiny pair (loaded through the app's registry) with interval [0, 1] selected."""
@@ -526,15 +515,15 @@ def test_row_34_compare_seed(page, shown, value):
 
 def test_row_35_evaluate_temperatures(page, shown):
     with pytest.raises(gr.Error, match="at least one temperature"):
-        page.evaluate(shown, "qa", True, [], 0)
+        next(page.evaluate(shown, "qa", True, [], 0))
     with pytest.raises(gr.Error, match=r"temperature must lie in \(0, 5\]"):
-        page.evaluate(shown, "qa", True, [1.0, 9.0], 0)
+        next(page.evaluate(shown, "qa", True, [1.0, 9.0], 0))
 
 
 @pytest.mark.parametrize("value", [None, -3, 2**40])
 def test_row_36_evaluate_seed(page, shown, value):
     with pytest.raises(gr.Error, match="seed"):
-        page.evaluate(shown, "qa", True, [1.0], value)
+        next(page.evaluate(shown, "qa", True, [1.0], value))
 
 
 @pytest.mark.parametrize("port", ["0", "70000", "http"])

@@ -24,7 +24,8 @@ from huggingface_hub import ModelCard
 from slr_core.demo import DEMO_LABEL
 from slr_core.export import export_hybrid
 from slr_core.landscape import Landscape, Point
-from slr_core.model_card import layer_filters, merge_config, model_card, source_metadata
+from slr_core.mergekit_config import layer_filters, merge_config
+from slr_core.model_card import model_card, source_metadata
 from slr_core.models import ModelPair, load_pair
 from slr_core.settings import Settings
 from slr_core.sources import Source

@@ -186,3 +186,22 @@ def test_sweep_moves_hidden_states_between_devices(tiny_paths, tiny_pair):
         expected = _hybrid_logits(tiny_pair, start, end, ids)
         torch.testing.assert_close(_hybrid_logits(pair, start, end, ids), expected, rtol=0, atol=1e-4)
     _assert_sweep_equals_naive(pair)
+
+
+# ---------------------------------------------------------------- --device-map values
+
+
+def test_a_map_file_is_read_at_load_and_named_by_its_content(tmp_path):
+    import json
+
+    from slr_core.device_maps import map_identity, resolved_map
+
+    device_map = _device_map(["cpu"] * 4)
+    path = tmp_path / "map.json"
+    path.write_text(json.dumps(device_map))
+    assert post_placement(Settings(device="cpu", device_map=str(path))) == {"device_map": device_map}
+    assert resolved_map("balanced") == "balanced" and resolved_map(None) is None
+    assert map_identity(str(path)) == map_identity(dict(reversed(device_map.items())))
+    assert map_identity(str(path)).startswith("map:") and map_identity("auto") == "auto"
+    assert map_identity(None) == ""
+    hash(Settings(device="cpu", device_map=str(path)))  # the app keys pairs by their settings

@@ -168,3 +168,50 @@ def test_a_shipped_landscape_is_used_only_for_its_own_context(tiny_pair, uncache
         assert seeded.intervals[key].quality == pytest.approx(point.quality, abs=1e-6)
     other = encode_prompts(tiny_pair.tokenizer, default_prompts()[:5])
     assert survey_module.shipped_points(context_id(tiny_pair, other)) == {}
+
+
+# ---------------------------------------------------------------- first look: coarse map, then full
+
+
+def test_first_look_shows_every_interval_coarse_before_any_full_result(tiny_pair, uncached, monkeypatch):
+    from slr_core.cached_sweep import coarse_indices, first_look, is_complete, missing_intervals
+
+    encoded, everything = _encoded(tiny_pair), all_intervals(tiny_pair.num_layers)
+    calls = _spy_on_computation(monkeypatch)
+    seen_complete_coarse, last = False, None
+    for landscape in first_look(tiny_pair, encoded, coarse_prompts=2):
+        full = landscape.intervals.keys() - landscape.coarse
+        if full and not seen_complete_coarse:
+            pytest.fail("a full result came before the coarse map was complete")
+        if not seen_complete_coarse and landscape.coarse >= everything:
+            seen_complete_coarse = True
+            assert not is_complete(landscape) and missing_intervals(landscape) == everything
+            assert landscape.coarse_matrix().sum() == len(everything) and {"post", "pre"} <= landscape.coarse
+            assert all(landscape.intervals[key].strict_quality is None for key in everything)  # Q, D only
+        last = landscape
+    assert seen_complete_coarse and last.coarse == set() and is_complete(last) is False  # no soup asked
+    assert missing_intervals(last) == set() and last.has_strict
+    assert calls["intervals"] == [everything, everything]  # coarse pass, then full pass: once each
+    assert coarse_indices(len(encoded), 2) == [0, 3]
+    _assert_same_landscape(last, uncached)
+    assert last.meta["num_prompts"] == len(encoded)  # the full set's provenance throughout
+
+
+def test_first_look_resumes_the_coarse_pass_and_skips_it_when_full_results_exist(tiny_pair, monkeypatch):
+    from slr_core.cached_sweep import first_look
+
+    encoded, everything = _encoded(tiny_pair), all_intervals(tiny_pair.num_layers)
+    run = first_look(tiny_pair, encoded, coarse_prompts=2)
+    for landscape in run:
+        if len(landscape.coarse - {"post", "pre"}) == 3:
+            break
+    done = set(landscape.intervals)
+    run.close()  # interrupted during the coarse pass
+    calls = _spy_on_computation(monkeypatch)
+    complete(first_look(tiny_pair, encoded, coarse_prompts=2))
+    assert calls["intervals"] == [everything - done, everything]  # only the missing coarse cells
+    calls["intervals"].clear()
+    calls["models"].clear()
+    for landscape in first_look(tiny_pair, encoded, coarse_prompts=2):
+        assert not landscape.coarse  # a complete full cache: no coarse pass at all
+    assert calls == {"intervals": [], "models": []}

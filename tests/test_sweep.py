@@ -27,8 +27,14 @@ def test_sweep_equals_naive_for_every_interval(tiny_paths, family):
     encoded = encode_prompts(pair.tokenizer, default_prompts()).subset(EXACTNESS_PROMPTS)
     wanted = all_intervals(pair.num_layers)
     # A small memory knob forces several chunks per layer call, so chunking is covered too.
-    swept = {(r.start, r.end): r.per_prompt for r in sweep_intervals(pair, encoded, wanted, batch_tokens=200)}
+    stats = Stats()
+    swept = {
+        (r.start, r.end): r.per_prompt
+        for r in sweep_intervals(pair, encoded, wanted, batch_tokens=200, stats=stats)
+    }
     assert set(swept) == wanted
+    # Every family takes the fast path (shared prefix, narrowed last layer), proven on its post model.
+    assert stats.layout.prefix > 0 and stats.layout.narrow_last, (family, stats.layout)
     for (start, end), per_prompt in swept.items():
         naive = naive_interval_scores(pair, encoded, start, end)
         assert torch.allclose(per_prompt, naive, atol=1e-4, rtol=0), (family, start, end)
