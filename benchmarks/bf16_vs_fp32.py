@@ -5,6 +5,11 @@ real engine (no cache). Usage:
     python benchmarks/bf16_vs_fp32.py [--num-prompts 8] [--threads 2]
 Prints the machine's CPU flags that matter (avx512_bf16, amx_bf16), both wall times, and max |d| of
 Q, D, stop and strict Q over all intervals.
+
+In bfloat16 the sweep's start-up checks (check_tail, check_branches) refuse the demo pair: a batched
+pass and a single-prompt pass round differently, and the gap grows over 18 layers past their 0.1
+tolerance. To measure bf16 at all, this script records those gaps instead of failing on them
+(printed as "check gaps"); the app and the CLI keep failing loudly.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from pathlib import Path
 
 import torch
 
+from slr_core import capture
 from slr_core.cached_sweep import all_intervals, coarse_indices
 from slr_core.crc import default_prompts, encode_prompts
 from slr_core.models import load_pair
@@ -29,6 +35,14 @@ def cpu_flags() -> list[str]:
     info = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
     flags = set(info.split())
     return sorted(flag for flag in ("avx512_bf16", "amx_bf16", "amx_tile") if flag in flags)
+
+
+GAPS: list[float] = []
+
+
+def record_gap(model, cap, ours, expected, what) -> None:
+    """capture._compare_logits for this measurement only: note the gap instead of refusing."""
+    GAPS.append((ours - expected.to(ours.device)).abs().max().item())
 
 
 def sweep(dtype: str, num_prompts: int) -> tuple[float, dict]:
@@ -52,7 +66,12 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     print(f"CPU flags: {cpu_flags() or 'none of avx512_bf16/amx'}; threads {args.threads}")
     fp32_seconds, fp32 = sweep("float32", args.num_prompts)
+    print(f"float32: {fp32_seconds:.1f} s", flush=True)
+    capture._compare_logits = record_gap
     bf16_seconds, bf16 = sweep("bfloat16", args.num_prompts)
+    print(
+        f"bfloat16 check gaps (logits, sweep path vs the model's own forward): {[round(g, 3) for g in GAPS]}"
+    )
     print(f"{len(fp32)} intervals x {args.num_prompts} prompts")
     print(f"float32 {fp32_seconds:.1f} s, bfloat16 {bf16_seconds:.1f} s: {fp32_seconds / bf16_seconds:.2f}x")
     for column, name in enumerate(COLUMNS):
