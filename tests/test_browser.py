@@ -6,6 +6,7 @@ Playwright, saves screenshots and timings to ./artifacts/. Run: python -m pytest
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -53,10 +54,9 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory) -> str:
-    """The app serving a tiny Llama pair; yields its URL and stops it afterwards."""
-    root = tmp_path_factory.mktemp("browser")
+@contextlib.contextmanager
+def running_app(root: Path, extra_env: dict | None = None, log_name: str = "browser-app.log"):
+    """`python app.py` on a tiny Llama pair (own cache and export folders); yields its URL, then stops it."""
     pre, post = make_pair(root / "pair", "llama")
     port = free_port()
     env = {
@@ -64,20 +64,11 @@ def server(tmp_path_factory) -> str:
         "SLR_CACHE_DIR": str(root / "cache"),
         "SLR_EXPORT_DIR": str(root / "exports"),
         "HF_ENDPOINT": "http://127.0.0.1:9",  # no hub, even on a machine that has internet
+        **(extra_env or {}),
     }
     log_path = root / "app.log"
-    command = [
-        sys.executable,
-        "app.py",
-        "--pre",
-        str(pre),
-        "--post",
-        str(post),
-        "--port",
-        str(port),
-        "--device",
-        "cpu",
-    ]
+    command = [sys.executable, "app.py", "--pre", str(pre), "--post", str(post), "--port", str(port)]
+    command += ["--device", "cpu"]
     began = time.monotonic()
     with open(log_path, "w") as log:
         process = subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -93,7 +84,7 @@ def server(tmp_path_factory) -> str:
                 if time.monotonic() - began > 150:
                     pytest.fail(f"the app did not start in 150 s:\n{log_path.read_text()[-3000:]}")
                 time.sleep(0.5)
-        TIMINGS["app start (s)"] = round(time.monotonic() - began, 1)
+        TIMINGS.setdefault("app start (s)", round(time.monotonic() - began, 1))
         yield url
     finally:
         process.terminate()
@@ -102,7 +93,14 @@ def server(tmp_path_factory) -> str:
         except subprocess.TimeoutExpired:
             process.kill()
         ARTIFACTS.mkdir(exist_ok=True)
-        (ARTIFACTS / "browser-app.log").write_text(log_path.read_text())
+        (ARTIFACTS / log_name).write_text(log_path.read_text())
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory) -> str:
+    """The app serving a tiny Llama pair; yields its URL and stops it afterwards."""
+    with running_app(tmp_path_factory.mktemp("browser")) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -217,3 +215,22 @@ def test_clicking_a_cell_samples_both_models_for_that_interval(page):
     page.screenshot(path=str(ARTIFACTS / "browser-compare.png"), full_page=True)
     (ARTIFACTS / "browser-timings.json").write_text(json.dumps(TIMINGS, indent=2) + "\n")
     print(json.dumps(TIMINGS, indent=2))
+
+
+def test_hosted_mode_refuses_a_local_path_and_keeps_the_maps(browser, tmp_path):
+    """SLR_HOSTED=1 python app.py: a visitor who types /etc is told hosted mode refuses it; the maps stay."""
+    with running_app(tmp_path, {"SLR_HOSTED": "1"}, "browser-hosted-app.log") as url:
+        context = browser.new_context(viewport={"width": 1440, "height": 1000})
+        page = context.new_page()
+        page.goto(url)
+        page.wait_for_selector(f"{DIVERSITY_PLOT}[data-drawn]", timeout=60_000)
+        wait_for_full_landscape(page)
+        page.get_by_text("Model pair").first.click()
+        page.get_by_label("Pre-trained model (hub id, folder or .gguf)").fill("/etc")
+        page.get_by_label("Post-trained model").fill("/etc")
+        page.get_by_role("button", name="Load pair").click()
+        page.get_by_text("Hosted mode does not load local files").first.wait_for(timeout=60_000)
+        assert page.locator(DIVERSITY_PLOT).evaluate("plot => plot.dataset.filled") == "10"
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "browser-hosted-refusal.png"))
+        context.close()
