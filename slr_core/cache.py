@@ -32,7 +32,16 @@ RESULT_METRICS = ("quality", "diversity", "stop", "strict_quality")
 CACHE_ENV = "SLR_CACHE_DIR"
 # The code that computes a result's numbers; an edit to any of them (not to comments or docstrings)
 # gives every result a new key. Loading, the app and the cache layout are left out on purpose.
-ENGINE_FILES = ("sweep.py", "capture.py", "branches.py", "crc.py", "soup.py", "hybrid.py")
+ENGINE_FILES = (
+    "sweep.py",
+    "stack.py",
+    "prefix.py",
+    "capture.py",
+    "branches.py",
+    "crc.py",
+    "soup.py",
+    "hybrid.py",
+)
 STORE_ERRORS = (sqlite3.Error, OSError, diskcache.Timeout)  # what a store that cannot be used raises
 _problems: dict[Path, str | None] = {}  # per results folder: why the last write failed, None if it worked
 _moved: dict[Path, Path] = {}  # per results folder: where a damaged database was moved to

@@ -290,9 +290,8 @@ def complete(iterator: Iterator[Landscape]) -> Landscape:
 
 # Prompts in the coarse pass, spread over the set ([0, 20] of the 40 default ones: a digit and a letter
 # prompt). Its intervals get Q and D only: strict CRC's answer branches widen every row and add up to
-# three LM-head calls (262k-way) per interval (a strict 3-prompt pass took 179 s on the demo pair).
-# Measured on the demo pair, CPU shared with other jobs: 1, 2, 3 prompts took 91, 110, 134 s of
-# process CPU time; most of it is per interval (one LM-head call each), not per prompt.
+# three LM-head calls (262k-way) per interval. With 2 prompts the demo pair's coarse map takes about
+# 30 s on a 2-core CPU (README, "First look").
 COARSE_PROMPTS = 2
 
 

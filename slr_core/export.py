@@ -35,7 +35,7 @@ from .model_card import (
     rule_picks,
     source_metadata,
 )
-from .models import ModelPair
+from .models import ModelPair, weight_bytes
 from .settings import DEFAULT_Q_FRACTION
 from .sources import Source
 
@@ -298,11 +298,7 @@ def publish_archive(
 def export_bytes(pair: ModelPair) -> int:
     """About how many bytes an export of the pair writes: the post-trained model's weights (a hybrid
     has the same tensors, in the same dtype) plus FILES_ALLOWANCE for tokenizer and sidecars."""
-    state = pair.post.state_dict()
-    storages = {
-        (t.device, t.untyped_storage().data_ptr()): t.untyped_storage().nbytes() for t in state.values()
-    }
-    return sum(storages.values()) + FILES_ALLOWANCE
+    return weight_bytes(pair.post) + FILES_ALLOWANCE
 
 
 def check_free_disk(root: Path, needed: int) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -143,6 +144,18 @@ def _reason(error: BaseException) -> str:
 
 
 # ---------------------------------------------------------------- pairs
+
+
+def weight_bytes(*models: nn.Module) -> int:
+    """Bytes of the models' parameters and buffers, each storage counted once (tied or shared weights)."""
+    seen, total = set(), 0
+    for tensor in itertools.chain(*(itertools.chain(m.parameters(), m.buffers()) for m in models)):
+        storage = tensor.untyped_storage()
+        if tensor.device.type == "meta" or (tensor.device, storage.data_ptr()) in seen:
+            continue
+        seen.add((tensor.device, storage.data_ptr()))
+        total += storage.nbytes()
+    return total
 
 
 @dataclass

@@ -1,6 +1,7 @@
-"""The fair naive loop the sweep is timed against: each hybrid built, each prompt run alone.
+"""The naive loops the sweep is checked and timed against: each hybrid built, each prompt run alone.
 
-Fair means no avoidable work: only the last position goes through the LM head (logits_to_keep=1),
+`naive_scores` is the plain reference of the exactness tests (prompt + t re-run for every valid t);
+`fair_scores` is what the bench times. Fair means no avoidable work: only the last position goes through the LM head (logits_to_keep=1),
 and for the strict columns every valid answer of a prompt is scored as one batched one-token
 continuation on top of the prompt's own key/value cache, instead of re-running prompt + t.
 """
@@ -57,9 +58,55 @@ def fair_scores(
     return torch.cat(scores)
 
 
+@torch.inference_mode()
+def naive_interval_scores(
+    pair: ModelPair,
+    encoded: EncodedPrompts,
+    start: int,
+    end: int,
+    stats: Stats | None = None,
+    mode: str = "layer",
+) -> torch.Tensor:
+    """The paper-style reference: build the hybrid, run each prompt (and prompt + t) alone."""
+    return naive_scores(build_hybrid(pair, start, end, mode), pair.tokenizer, encoded, stats)
+
+
+@torch.inference_mode()
+def naive_scores(
+    model: nn.Module, tokenizer, encoded: EncodedPrompts, stats: Stats | None = None
+) -> torch.Tensor:
+    """Per-prompt (Q, D, stop, strict quality) [P, 4] by plain full forwards, one prompt at a time.
+
+    Only the last position goes through the LM head (logits_to_keep=1).
+    """
+    end_ids, device = end_of_turn_ids(tokenizer), next(model.parameters()).device
+    scores = []
+    for p, ids in enumerate(encoded.input_ids):
+        prompt = torch.tensor([ids], device=device)
+        last = model(input_ids=prompt, use_cache=False, logits_to_keep=1).logits[:, -1].float()
+        token_probs = answer_probabilities(last, encoded, [p])
+        # Every prompt + t has the same length, so one batch of them is still a plain forward each.
+        answers = encoded.token_ids[p].to(device)[:, None]
+        with_answer = torch.cat([prompt.expand(len(answers), -1), answers], 1)
+        logits = model(input_ids=with_answer, use_cache=False, logits_to_keep=1).logits
+        ends = _end_mass(logits[:, -1], end_ids)
+        scores.append(
+            torch.cat([first_token_scores(token_probs, encoded, [p]), strict_scores(token_probs, [ends])], 1)
+        )
+        if stats:
+            stats.layer_evals += len(decoder_layers(model)) * (1 + len(answers))
+            stats.token_layer_evals += len(decoder_layers(model)) * (len(ids) + len(answers) * (len(ids) + 1))
+            stats.head_rows += 1 + len(answers)
+    return torch.cat(scores)
+
+
 def _end_probabilities(model: nn.Module, cache, answers: torch.Tensor, end_ids: list[int]) -> torch.Tensor:
     # Each answer t is one continuation row on a copy of the prompt's cache: p(end | prompt, t).
     cache.batch_repeat_interleave(len(answers))
     logits = model(input_ids=answers, past_key_values=cache, use_cache=True, logits_to_keep=1).logits
-    log_probs = torch.log_softmax(logits[:, -1].double(), dim=-1)
-    return log_probs[:, end_ids].logsumexp(dim=-1).exp().cpu()
+    return _end_mass(logits[:, -1], end_ids)
+
+
+def _end_mass(logits: torch.Tensor, end_ids: list[int]) -> torch.Tensor:
+    # p(end | ...) = the softmax mass on the end-of-turn ids, in float64 (it can be tiny).
+    return torch.log_softmax(logits.double(), dim=-1)[:, end_ids].logsumexp(dim=-1).exp().cpu()

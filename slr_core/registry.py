@@ -8,7 +8,6 @@ The fair lock gives model computations turns, for callers whose computations mus
 
 from __future__ import annotations
 
-import itertools
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -17,7 +16,7 @@ from .crc import EncodedPrompts, default_prompts, encode_prompts
 from .drift import layer_drift
 from .errors import SLRError
 from .hosting import HostedPolicy
-from .models import ModelPair, load_pair
+from .models import ModelPair, load_pair, weight_bytes
 from .settings import Settings
 
 PairKey = tuple[str, str, Settings]
@@ -131,16 +130,7 @@ class PairRegistry:
 
 def pair_bytes(pair: ModelPair) -> int:
     """Bytes of both models' parameters and buffers, each storage counted once (tied weights share one)."""
-    seen, total = set(), 0
-    for tensor in itertools.chain(
-        *(itertools.chain(m.parameters(), m.buffers()) for m in (pair.pre, pair.post))
-    ):
-        storage = tensor.untyped_storage()
-        if tensor.device.type == "meta" or (tensor.device, storage.data_ptr()) in seen:
-            continue
-        seen.add((tensor.device, storage.data_ptr()))
-        total += storage.nbytes()
-    return total
+    return weight_bytes(pair.pre, pair.post)
 
 
 def load_entry(pre: str, post: str, settings: Settings, policy: HostedPolicy | None = None) -> LoadedPair:

@@ -27,11 +27,11 @@ from .branches import Batch, make_batch
 from .capture import Reference, capture, check_branches, check_tail, final_logits, kept_positions, replay
 from .chat import end_of_turn_ids
 from .crc import EncodedPrompts, answer_probabilities, first_token_scores, strict_scores
-from .hybrid import build_hybrid, check_interval, check_mode, restoring_layer
+from .hybrid import check_interval, check_mode, restoring_layer
 from .models import ModelPair
 from .stack import Engine, State, Stats, choose_layout
 
-__all__ = ["Batch", "Stats", "make_batch", "model_scores", "naive_interval_scores", "sweep_intervals"]
+__all__ = ["Batch", "Stats", "make_batch", "model_scores", "sweep_intervals"]
 
 # The LM head over a branch (a full-vocabulary softmax) is most of the strict-CRC cost, so branches
 # are scored from likely to unlikely, tier by tier (p(t|x) >= each of SKIP_TIERS in turn), and a
@@ -193,46 +193,3 @@ def sweep_intervals(
                 yield IntervalScores(start, end, per_prompt)
         active = {i: h for i, h in active.items() if last_needed[i] > end}
     progress.close()
-
-
-@torch.inference_mode()
-def naive_interval_scores(
-    pair: ModelPair,
-    encoded: EncodedPrompts,
-    start: int,
-    end: int,
-    stats: Stats | None = None,
-    mode: str = "layer",
-) -> torch.Tensor:
-    """The paper-style reference: build the hybrid, run each prompt (and prompt + t) alone."""
-    return naive_scores(build_hybrid(pair, start, end, mode), pair.tokenizer, encoded, stats)
-
-
-@torch.inference_mode()
-def naive_scores(
-    model: nn.Module, tokenizer, encoded: EncodedPrompts, stats: Stats | None = None
-) -> torch.Tensor:
-    """Per-prompt (Q, D, stop, strict quality) [P, 4] by plain full forwards, one prompt at a time.
-
-    Fair to the sweep: only the last position goes through the LM head (logits_to_keep=1).
-    """
-    end_ids, device = end_of_turn_ids(tokenizer), next(model.parameters()).device
-    scores = []
-    for p, ids in enumerate(encoded.input_ids):
-        prompt = torch.tensor([ids], device=device)
-        last = model(input_ids=prompt, use_cache=False, logits_to_keep=1).logits[:, -1].float()
-        token_probs = answer_probabilities(last, encoded, [p])
-        # Every prompt + t has the same length, so one batch of them is still a plain forward each.
-        answers = encoded.token_ids[p].to(device)[:, None]
-        with_answer = torch.cat([prompt.expand(len(answers), -1), answers], 1)
-        logits = model(input_ids=with_answer, use_cache=False, logits_to_keep=1).logits
-        log_probs = torch.log_softmax(logits[:, -1].double(), dim=-1)
-        ends = log_probs[:, end_ids].logsumexp(dim=-1).exp().cpu()
-        scores.append(
-            torch.cat([first_token_scores(token_probs, encoded, [p]), strict_scores(token_probs, [ends])], 1)
-        )
-        if stats:
-            stats.layer_evals += len(decoder_layers(model)) * (1 + len(answers))
-            stats.token_layer_evals += len(decoder_layers(model)) * (len(ids) + len(answers) * (len(ids) + 1))
-            stats.head_rows += 1 + len(answers)
-    return torch.cat(scores)

@@ -610,7 +610,7 @@ def test_the_page_wires_clickable_heatmaps_rules_and_concurrency_groups(page):
 
 
 def test_restore_selector_sweeps_each_mode_once_and_shows_it(page, sources):
-    from slr_core.sweep import naive_interval_scores
+    from slr_core.naive import naive_interval_scores
 
     view = SessionView()
     page.show_pair(view, *sources)

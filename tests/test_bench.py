@@ -8,9 +8,9 @@ from slr_core.benchmark import run_benchmark
 from slr_core.crc import default_prompts, encode_prompts
 from slr_core.hybrid import build_hybrid
 from slr_core.models import load_pair
-from slr_core.naive import fair_scores
+from slr_core.naive import fair_scores, naive_scores
 from slr_core.settings import Settings
-from slr_core.sweep import naive_scores, sweep_intervals
+from slr_core.sweep import sweep_intervals
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -25,8 +25,9 @@ from slr_core.hybrid import (
 )
 from slr_core.models import load_pair
 from slr_core.modes import lambda_slice
+from slr_core.naive import naive_interval_scores, naive_scores
 from slr_core.settings import Settings
-from slr_core.sweep import naive_interval_scores, naive_scores, sweep_intervals
+from slr_core.sweep import sweep_intervals
 
 PARTIAL = ["attention", "mlp"]
 

@@ -9,6 +9,7 @@ from accelerate import dispatch_model
 from slr_core.crc import default_prompts, encode_prompts
 from slr_core.hybrid import build_hybrid, restored_layers
 from slr_core.models import load_pair
+from slr_core.naive import naive_interval_scores
 from slr_core.placement import (
     describe,
     layer_devices,
@@ -18,7 +19,7 @@ from slr_core.placement import (
     pre_placement,
 )
 from slr_core.settings import Settings
-from slr_core.sweep import naive_interval_scores, sweep_intervals
+from slr_core.sweep import sweep_intervals
 
 INTERVALS = {(0, 0), (0, 3), (1, 2), (3, 3)}
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")

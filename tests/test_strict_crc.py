@@ -12,9 +12,10 @@ from slr_core.capture import Reference, replay
 from slr_core.chat import end_of_turn_ids
 from slr_core.crc import answer_probabilities, default_prompts, encode_prompts
 from slr_core.models import load_pair
+from slr_core.naive import naive_interval_scores, naive_scores
 from slr_core.settings import Settings
 from slr_core.soup import soup_model
-from slr_core.sweep import Stats, model_scores, naive_interval_scores, naive_scores, sweep_intervals
+from slr_core.sweep import Stats, model_scores, sweep_intervals
 
 
 def _prompts(tokenizer):

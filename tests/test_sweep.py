@@ -8,9 +8,10 @@ from slr_core.cached_sweep import all_intervals
 from slr_core.chat import end_of_turn_ids
 from slr_core.crc import default_prompts, encode_prompts
 from slr_core.models import load_pair
+from slr_core.naive import naive_interval_scores
 from slr_core.settings import Settings
 from slr_core.soup import soup_model
-from slr_core.sweep import Stats, make_batch, model_scores, naive_interval_scores, sweep_intervals
+from slr_core.sweep import Stats, make_batch, model_scores, sweep_intervals
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
