@@ -34,7 +34,7 @@ def test_fair_naive_loop_equals_plain_forwards(tiny_paths, family):
         assert torch.allclose(first_token, plain[:, :2], atol=1e-5, rtol=0), family
 
 
-@pytest.mark.parametrize("family", ["llama", "gemma2", "gpt_neox", "mixtral"])
+@pytest.mark.parametrize("family", FAMILIES)
 def test_first_token_sweep_equals_naive(tiny_paths, family):
     pair = _load(tiny_paths, family)
     encoded = encode_prompts(pair.tokenizer, default_prompts()).subset(PROMPTS)
