@@ -1,5 +1,5 @@
 """SLR Explorer's web app: wiring only (app_layout.py places the components). Handlers read the page's
-values, call slr_core, and return {component: value}. Run `python app.py --help`. Per-visitor state is a slr_core.session.SessionView
+values, call slr_core, and return {component: value}. Run `python app.py --help`. Per-visitor state is a slr_core.serve.session.SessionView
 in gr.State; loaded pairs are shared read-only through a registry, and each request builds its own hybrid.
 """
 
@@ -23,20 +23,23 @@ import gradio as gr
 import pandas
 
 from app_layout import ASSETS, PLOTLY_JS, lay_out
-from slr_core import cache, cached_sweep, evaluation, inputs, session
-from slr_core.compare import ComparePanel, checked_request, open_panel
+from slr_core import cache, inputs
+from slr_core.downstream import evaluation
+from slr_core.downstream.metrics import embedding_dissimilarity
+from slr_core.engine import cached_sweep
 from slr_core.errors import SLRError
-from slr_core.evaluation_figure import evaluation_figure
-from slr_core.export import prune_exports, publish_archive
-from slr_core.hosting import DEFAULT_CONCURRENCY, HostedPolicy
-from slr_core.launch import launch_settings, preload
-from slr_core.metrics import embedding_dissimilarity
-from slr_core.presets import PRESETS
-from slr_core.registry import FairLock, LoadedPair, PairRegistry
-from slr_core.session import SessionView
-from slr_core.settings import Settings
-from slr_core.summary import sweep_status
-from slr_core.workbench import Workbench
+from slr_core.export.writer import prune_exports, publish_archive
+from slr_core.models.hosting import DEFAULT_CONCURRENCY, HostedPolicy
+from slr_core.models.presets import PRESETS
+from slr_core.models.settings import Settings
+from slr_core.report.evaluation_figure import evaluation_figure
+from slr_core.report.summary import sweep_status
+from slr_core.serve import session
+from slr_core.serve.compare import ComparePanel, checked_request, open_panel
+from slr_core.serve.launch import launch_settings, preload
+from slr_core.serve.registry import FairLock, LoadedPair, PairRegistry
+from slr_core.serve.session import SessionView
+from slr_core.serve.workbench import Workbench
 
 ZERO_GPU = "spaces" in sys.modules and bool(os.environ.get("SPACES_ZERO_GPU"))  # a Hugging Face ZeroGPU Space
 UPDATE_SECONDS = 0.6  # at most this often a running sweep redraws the page

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import gradio as gr
 
-from slr_core import session
-from slr_core.compare import MODEL_TITLES, samples_html
-from slr_core.landscape import DEFAULT_RULE
-from slr_core.session import SessionView
-from slr_core.settings import DEFAULT_Q_FRACTION
+from slr_core.models.settings import DEFAULT_Q_FRACTION
+from slr_core.serve import session
+from slr_core.serve.compare import MODEL_TITLES, samples_html
+from slr_core.serve.session import SessionView
+from slr_core.slr.landscape import DEFAULT_RULE
 
 ASSETS = Path(__file__).resolve().parent / "assets"
 PLOTLY_JS = Path(importlib.util.find_spec("plotly").origin).parent / "package_data" / "plotly.min.js"

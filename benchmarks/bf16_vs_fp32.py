@@ -20,12 +20,12 @@ from pathlib import Path
 
 import torch
 
-from slr_core import capture
-from slr_core.cached_sweep import all_intervals, coarse_indices
-from slr_core.crc import default_prompts, encode_prompts
-from slr_core.models import load_pair
-from slr_core.settings import Settings
-from slr_core.sweep import sweep_intervals
+from slr_core.crc.prompts import default_prompts, encode_prompts
+from slr_core.engine import capture
+from slr_core.engine.cached_sweep import all_intervals, coarse_indices
+from slr_core.engine.sweep import sweep_intervals
+from slr_core.models.loading import load_pair
+from slr_core.models.settings import Settings
 
 COLUMNS = ("Q", "D", "stop", "strict Q")
 

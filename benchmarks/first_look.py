@@ -15,8 +15,8 @@ import time
 from pathlib import Path
 
 import app
-from slr_core import cached_sweep
-from slr_core.session import SessionView
+from slr_core.engine import cached_sweep
+from slr_core.serve.session import SessionView
 
 
 def main() -> None:

@@ -16,16 +16,16 @@ from unittest import mock
 
 import torch
 
-from slr_core import prefix as prefix_module
-from slr_core import sweep
-from slr_core.benchmark import time_sweep
-from slr_core.cached_sweep import all_intervals
-from slr_core.crc import default_prompts, encode_prompts
-from slr_core.landscape import parse_intervals
-from slr_core.models import load_pair
-from slr_core.prefix import Layout, cache_name, common_prefix
-from slr_core.settings import Settings
-from slr_core.stack import _disproof
+from slr_core.crc.prompts import default_prompts, encode_prompts
+from slr_core.engine import prefix as prefix_module
+from slr_core.engine import sweep
+from slr_core.engine.benchmark import time_sweep
+from slr_core.engine.cached_sweep import all_intervals
+from slr_core.engine.prefix import Layout, cache_name, common_prefix
+from slr_core.engine.stack import _disproof
+from slr_core.models.loading import load_pair
+from slr_core.models.settings import Settings
+from slr_core.slr.intervals import parse_intervals
 
 
 def forced(prefix: bool, narrow: bool):

@@ -14,13 +14,13 @@ import json
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
-from slr_core.architectures import decoder_layers
-from slr_core.benchmark import run_benchmark
-from slr_core.chat import ensure_chat_template
-from slr_core.crc import default_prompts, encode_prompts
-from slr_core.models import ModelPair
-from slr_core.settings import Settings
-from slr_core.sources import Source
+from slr_core.crc.prompts import default_prompts, encode_prompts
+from slr_core.engine.benchmark import run_benchmark
+from slr_core.models.architectures import decoder_layers
+from slr_core.models.chat import ensure_chat_template
+from slr_core.models.loading import ModelPair
+from slr_core.models.settings import Settings
+from slr_core.models.sources import Source
 
 
 def random_pair(

@@ -20,7 +20,7 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
-from slr_core.crc import default_prompts  # noqa: E402
+from slr_core.crc.prompts import default_prompts  # noqa: E402
 
 # SmolLM2-Instruct's template, verbatim in behaviour: a default system prompt when none is given.
 SMOLLM2_TEMPLATE = (

@@ -23,8 +23,8 @@ from torch.nn import functional
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout
 
-from slr_core import demo, demo_data
-from slr_core.chat import encode_chat
+from slr_core.models import demo, demo_data
+from slr_core.models.chat import encode_chat
 
 TARGET_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 IGNORE = -100
@@ -187,7 +187,7 @@ def train(arguments: argparse.Namespace) -> dict:
         "data": {
             "examples": len(examples),
             "sha256": demo_data.examples_sha256(examples),
-            "generator": "slr_core.demo_data.build_examples(seed, examples)",
+            "generator": "slr_core.models.demo_data.build_examples(seed, examples)",
         },
         "held_out": {"examples": len(held_out), "seed": arguments.seed + 1_000_003},
         "loss": {

@@ -25,23 +25,15 @@ from pathlib import Path
 
 import diskcache
 
-from .files import replace_folder, staging_folder
+from slr_core.files import replace_folder, staging_folder
 
 SCHEMA_VERSION = 2  # 2: results carry the strict-CRC numbers (stop, strict_quality)
 RESULT_METRICS = ("quality", "diversity", "stop", "strict_quality")
 CACHE_ENV = "SLR_CACHE_DIR"
-# The code that computes a result's numbers; an edit to any of them (not to comments or docstrings)
-# gives every result a new key. Loading, the app and the cache layout are left out on purpose.
-ENGINE_FILES = (
-    "sweep.py",
-    "stack.py",
-    "prefix.py",
-    "capture.py",
-    "branches.py",
-    "crc.py",
-    "soup.py",
-    "hybrid.py",
-)
+# The modules whose code computes a cached result's numbers: the hash covers them and every slr_core
+# module they import, transitively, so an edit anywhere below them (not to comments or docstrings)
+# gives every result a new key.
+ENGINE_ROOTS = ("slr_core.engine.cached_sweep", "slr_core.engine.lambda_slice")
 STORE_ERRORS = (sqlite3.Error, OSError, diskcache.Timeout)  # what a store that cannot be used raises
 _problems: dict[Path, str | None] = {}  # per results folder: why the last write failed, None if it worked
 _moved: dict[Path, Path] = {}  # per results folder: where a damaged database was moved to
@@ -142,12 +134,34 @@ def _wrote(error: BaseException | None) -> bool:
     return error is None
 
 
+def module_path(name: str) -> Path:
+    """The source file of an slr_core module or package, found without importing it."""
+    base = Path(__file__).parent.joinpath(*name.split(".")[1:])
+    return base / "__init__.py" if base.is_dir() else base.with_suffix(".py")
+
+
+def imported_modules(roots: tuple[str, ...]) -> list[str]:
+    """Every slr_core module the roots import, transitively (function-level imports too), sorted."""
+    seen, todo = set(), list(roots)
+    while todo:
+        name = todo.pop()
+        if name in seen or not module_path(name).is_file():
+            continue
+        seen.add(name)
+        for node in ast.walk(ast.parse(module_path(name).read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("slr_core"):
+                todo += [node.module] + [f"{node.module}.{alias.name}" for alias in node.names]
+            elif isinstance(node, ast.Import):
+                todo += [alias.name for alias in node.names if alias.name.startswith("slr_core")]
+    return sorted(seen)
+
+
 @functools.cache
-def code_version() -> str:
-    """A hash of the sweep engine's code (ENGINE_FILES), comments, docstrings and layout aside."""
+def code_version(roots: tuple[str, ...] = ENGINE_ROOTS) -> str:
+    """A hash of the code the roots run (imported_modules), comments, docstrings and layout aside."""
     digest = hashlib.sha256()
-    for name in ENGINE_FILES:
-        tree = ast.parse((Path(__file__).parent / name).read_text())
+    for name in imported_modules(roots):
+        tree = ast.parse(module_path(name).read_text())
         for node in ast.walk(tree):
             body = getattr(node, "body", None)
             if isinstance(body, list) and body and _is_docstring(body[0]):

@@ -7,12 +7,13 @@ import shlex
 import sys
 import time
 
-from .device_maps import check_device_map
-from .errors import SLRError
-from .inputs import flag, output_file, q_fraction, q_min, real_number, seed, temperature, whole_number
-from .landscape import DEFAULT_RULE, RESTORE_MODES, RULES
-from .settings import DEFAULT_Q_FRACTION, DEVICES, DTYPES
-from .shards import parse_shard
+from slr_core.engine.shards import parse_shard
+from slr_core.errors import SLRError
+from slr_core.inputs import flag, output_file, q_fraction, q_min, real_number, seed, temperature, whole_number
+from slr_core.models.device_maps import check_device_map
+from slr_core.models.settings import DEFAULT_Q_FRACTION, DEVICES, DTYPES
+from slr_core.slr.intervals import RESTORE_MODES
+from slr_core.slr.landscape import DEFAULT_RULE, RULES
 
 
 def _pair_arguments(parser: argparse.ArgumentParser) -> None:
@@ -131,7 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def interval_list(text: str, name: str = "") -> str:
     """--intervals as typed, once its form ('0-3,5-9,7') reads; the bounds wait for the model's depth."""
-    from .landscape import parse_intervals
+    from slr_core.slr.intervals import parse_intervals
 
     parse_intervals(text)
     return text
@@ -139,8 +140,8 @@ def interval_list(text: str, name: str = "") -> str:
 
 def _sources(args):
     """The pair's sources, from --preset or --pre/--post, checked without loading anything."""
-    from .presets import get_preset
-    from .sources import parse_source
+    from slr_core.models.presets import get_preset
+    from slr_core.models.sources import parse_source
 
     if args.preset:
         preset = get_preset(args.preset)
@@ -150,7 +151,7 @@ def _sources(args):
 
 def _prompt_set(args) -> list:
     """The CRC prompts of --prompts (read and checked once), else the paper-style set."""
-    from .crc import default_prompts, load_prompts
+    from slr_core.crc.prompts import default_prompts, load_prompts
 
     if getattr(args, "prompt_set", None) is None:
         args.prompt_set = load_prompts(args.prompts) if args.prompts else default_prompts()
@@ -160,8 +161,8 @@ def _prompt_set(args) -> list:
 def _load(args):
     """The pair, loaded once everything that needs no model checks out: sources, device, prompt set."""
     _sources(args)  # first: a mistyped source is the commonest mistake, and this needs no torch
-    from .models import load_pair
-    from .settings import Settings
+    from slr_core.models.loading import load_pair
+    from slr_core.models.settings import Settings
 
     settings = Settings(
         device=args.device,
@@ -174,14 +175,14 @@ def _load(args):
 
 
 def _encoded(args, tokenizer):
-    from .crc import encode_prompts
+    from slr_core.crc.prompts import encode_prompts
 
     return encode_prompts(tokenizer, _prompt_set(args))
 
 
 def _landscape(args, pair, intervals=None, soup=False, shard=None):
-    from .cached_sweep import all_intervals, complete, survey
-    from .landscape import parse_intervals
+    from slr_core.engine.cached_sweep import all_intervals, complete, survey
+    from slr_core.slr.intervals import parse_intervals
 
     wanted = parse_intervals(intervals, pair.num_layers) if intervals else None
     if shard is not None:  # shard 1 alone scores the references and the soup: each is written once
@@ -205,14 +206,16 @@ def _landscape(args, pair, intervals=None, soup=False, shard=None):
 def cmd_sweep(args) -> None:
     started = time.perf_counter()
     if args.shard and not args.device_map:
-        from .shards import local_device
+        from slr_core.engine.shards import local_device
 
         args.device = local_device(args.device)  # one GPU per process when a launcher started several
     pair = _load(args)
     loaded = time.perf_counter()
     landscape = _landscape(args, pair, args.intervals, args.soup, args.shard)
     swept = time.perf_counter()
-    from .export import write_csv  # here, not on top: a bad argument is refused before torch is imported
+    from slr_core.export.writer import (
+        write_csv,  # here, not on top: a bad argument is refused before torch is imported
+    )
 
     landscape.meta["command"] = shlex.join(["python", "-m", "slr_core", *args.argv])
     out = args.shard.part_path(args.out) if args.shard else args.out
@@ -231,8 +234,8 @@ def cmd_sweep(args) -> None:
 
 
 def cmd_merge(args) -> None:
-    from .export import write_csv
-    from .shards import merge_parts
+    from slr_core.engine.shards import merge_parts
+    from slr_core.export.writer import write_csv
 
     landscape = merge_parts(args.parts)
     landscape.meta["command"] = shlex.join(["python", "-m", "slr_core", *args.argv])
@@ -256,15 +259,15 @@ def cmd_best(args) -> None:
 
 
 def _print_summary(landscape, fraction: float) -> None:
-    from .summary import summary_text  # imports torch: not before the arguments are checked
+    from slr_core.report.summary import summary_text  # imports torch: not before the arguments are checked
 
     print(summary_text(landscape, fraction))
 
 
 def cmd_prompts(args) -> None:
-    from .crc import encode_prompts
-    from .files import write_json
-    from .models import load_tokenizer
+    from slr_core.crc.prompts import encode_prompts
+    from slr_core.files import write_json
+    from slr_core.models.loading import load_tokenizer
 
     prompts = _prompt_set(args)
     tokenizer = load_tokenizer(args.model)
@@ -281,7 +284,7 @@ def cmd_bench(args) -> None:
     if args.num_prompts:
         whole_number(args.num_prompts, "--num-prompts", 1, len(_prompt_set(args)))
     pair = _load(args)
-    from .benchmark import run_benchmark
+    from slr_core.engine.benchmark import run_benchmark
 
     encoded = _encoded(args, pair.tokenizer)
     if args.num_prompts:
@@ -292,8 +295,9 @@ def cmd_bench(args) -> None:
 
 
 def cmd_export(args) -> None:
-    from .export import export_restoration
-    from .hybrid import Restoration, check_interval, interval_restoration, parse_layers
+    from slr_core.export.writer import export_restoration
+    from slr_core.slr.hybrid import Restoration, interval_restoration
+    from slr_core.slr.intervals import check_interval, parse_layers
 
     _check_export(args)
     pair = _load(args)
@@ -308,30 +312,30 @@ def cmd_export(args) -> None:
     folder = export_restoration(pair, restoration, args.out, landscape, args.overwrite, command)
     print(f"wrote hybrid {restoration.label} to {folder}")
     if args.push_to_hub:
-        from .hub import push_to_hub
+        from slr_core.export.hub import push_to_hub
 
         print(f"pushed to {push_to_hub(folder, args.push_to_hub)}")
 
 
 def _check_export(args) -> None:
     """What export can check before loading: the interval's order, the target folder, the Hub push."""
-    from .errors import IntervalError
-    from .export import check_target
+    from slr_core.errors import IntervalError
+    from slr_core.export.writer import check_target
 
     if args.interval and args.interval[0] > args.interval[1]:
         start, end = args.interval
         raise IntervalError(f"--interval {start} {end} ends before it starts: give I <= J (0-based).")
     check_target(args.out, args.overwrite, _sources(args))
     if args.push_to_hub:
-        from .hub import check_push_access
+        from slr_core.export.hub import check_push_access
 
         check_push_access(args.push_to_hub)
 
 
 def cmd_evaluate(args) -> None:
     pair = _load(args)
-    from .evaluation import format_table, run_evaluation
-    from .files import write_json
+    from slr_core.downstream.evaluation import format_table, run_evaluation
+    from slr_core.files import write_json
 
     landscape = _landscape(args, pair, soup=True)
     results = run_evaluation(pair, landscape, args.task, args.quick, args.temperatures, args.seed)
@@ -341,7 +345,7 @@ def cmd_evaluate(args) -> None:
 
 
 def cmd_presets(_args) -> None:
-    from .presets import PRESETS
+    from slr_core.models.presets import PRESETS
 
     for preset in PRESETS.values():
         print(f"{preset.name}: pre={preset.pre} post={preset.post}")

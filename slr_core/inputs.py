@@ -13,7 +13,7 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from .errors import InputError, SLRError
+from slr_core.errors import InputError, SLRError
 
 SEED_MAX = 2**32 - 1  # the range every RNG takes (numpy's is the narrowest)
 TEMPERATURE_MAX = 5.0

@@ -61,8 +61,8 @@ def tiny_paths(tmp_path_factory):
 @pytest.fixture(scope="session")
 def tiny_pair(tiny_paths):
     """A loaded tiny Llama pair on the CPU (shared: do not mutate it)."""
-    from slr_core.models import load_pair
-    from slr_core.settings import Settings
+    from slr_core.models.loading import load_pair
+    from slr_core.models.settings import Settings
 
     pre, post = tiny_paths("llama")
     return load_pair(str(pre), str(post), Settings(device="cpu"))
@@ -72,8 +72,8 @@ def tiny_pair(tiny_paths):
 def demo_pair():
     """The real demo pair on the CPU, from the user's cache (building its snapshot there once)."""
     from slr_core.cache import CACHE_ENV
-    from slr_core.models import load_pair
-    from slr_core.settings import Settings
+    from slr_core.models.loading import load_pair
+    from slr_core.models.settings import Settings
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv(CACHE_ENV, str(USER_CACHE))
@@ -93,7 +93,7 @@ def one_thread():
 def page():
     """The app's page (components and handlers), built once per module, with the app on the CPU."""
     import app
-    from slr_core.settings import Settings
+    from slr_core.models.settings import Settings
 
     previous, app.SETTINGS = app.SETTINGS, Settings(device="cpu")
     yield app.build_page()

@@ -10,9 +10,9 @@ from pathlib import Path
 import torch
 from safetensors import safe_open
 
-from slr_core.landscape import Landscape, Point
-from slr_core.models import ModelPair, load_pair
-from slr_core.settings import Settings
+from slr_core.models.loading import ModelPair, load_pair
+from slr_core.models.settings import Settings
+from slr_core.slr.landscape import Landscape, Point
 
 # The q-fraction the synthetic landscape is built around; picks below are worked out for it.
 FRACTION = 0.8

@@ -7,7 +7,7 @@ post: Q 0.80, strict Q 0.72. At q_fraction 0.9 the paper rule needs Q >= 0.72 an
 
 from __future__ import annotations
 
-from slr_core.landscape import Landscape, Point
+from slr_core.slr.landscape import Landscape, Point
 
 PAPER_PICK, STRICT_PICK = (0, 1), (1, 1)
 PAPER_ALPHA, STRICT_ALPHA = 0.5, 0.25

@@ -8,13 +8,14 @@ from tiny_pairs import build_tokenizer
 from transformers import AutoModelForCausalLM, GPT2Config
 
 from slr_core.cli import main
-from slr_core.crc import default_prompts, encode_prompts
+from slr_core.crc.prompts import default_prompts, encode_prompts
+from slr_core.engine.sweep import sweep_intervals
 from slr_core.errors import IncompatibleModelsError, SourceError, UnsupportedArchitectureError
-from slr_core.landscape import Landscape, Point, parse_intervals
-from slr_core.models import check_compatible, load_pair
-from slr_core.settings import Settings
-from slr_core.sources import parse_source
-from slr_core.sweep import sweep_intervals
+from slr_core.models.loading import check_compatible, load_pair
+from slr_core.models.settings import Settings
+from slr_core.models.sources import parse_source
+from slr_core.slr.intervals import parse_intervals
+from slr_core.slr.landscape import Landscape, Point
 
 
 def test_sweep_writes_the_documented_csv(tiny_paths, tmp_path):
@@ -77,8 +78,8 @@ def test_best_prints_both_picks_and_selects_by_rule(tiny_paths, capsys, rule):
 
 
 def _cached_landscape(pre, post):
-    from slr_core.cached_sweep import complete, survey
-    from slr_core.crc import default_prompts, encode_prompts
+    from slr_core.crc.prompts import default_prompts, encode_prompts
+    from slr_core.engine.cached_sweep import complete, survey
 
     pair = load_pair(str(pre), str(post), Settings())
     return complete(survey(pair, encode_prompts(pair.tokenizer, default_prompts())))

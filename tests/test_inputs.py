@@ -16,11 +16,12 @@ import pytest
 import torch
 
 import app
-from slr_core import benchmark, cached_sweep, models
 from slr_core.cache import get_result, put_result
 from slr_core.cli import main
-from slr_core.session import SessionView
-from slr_core.settings import Settings
+from slr_core.engine import benchmark, cached_sweep
+from slr_core.models import loading as models
+from slr_core.models.settings import Settings
+from slr_core.serve.session import SessionView
 
 EARLIER_CSV = "kind,start,end\npost,,\n"
 EARLIER_RESULT = {"quality": 0.5, "diversity": 1.0, "stop": 0.5, "strict_quality": 0.25}
@@ -184,7 +185,7 @@ def test_row_02_hub_answers_name_the_source(monkeypatch, refusing_hub, earlier, 
     from huggingface_hub import constants
 
     from slr_core.errors import SourceError
-    from slr_core.sources import parse_source
+    from slr_core.models.sources import parse_source
 
     monkeypatch.setattr(_Hub, "answer", (status, code))
     monkeypatch.setattr(constants, "ENDPOINT", refusing_hub)
@@ -407,7 +408,7 @@ def test_row_22_source_boxes(page, shown, tmp_path, earlier):
 
 
 def test_row_23_any_failure_while_loading(page, shown, monkeypatch, earlier):
-    from slr_core import registry
+    from slr_core.serve import registry
 
     def broken(*args, **kwargs):
         raise RuntimeError("something nobody foresaw")

@@ -8,8 +8,8 @@ import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast
 
-from slr_core.chat import GEMMA3_CHAT_TEMPLATE
-from slr_core.crc import default_prompts
+from slr_core.crc.prompts import default_prompts
+from slr_core.models.chat import GEMMA3_CHAT_TEMPLATE
 
 SPECIAL = ["<pad>", "<eos>", "<bos>", "<unk>", "<start_of_turn>", "<end_of_turn>"]
 

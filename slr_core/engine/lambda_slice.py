@@ -1,0 +1,52 @@
+"""The lambda slice: CRC of one restoration blended in at fractions lambda from 0 to 1, cached per point."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from slr_core import cache
+from slr_core.crc.prompts import EncodedPrompts, crc_means
+from slr_core.engine.cached_sweep import context_id
+from slr_core.engine.capture import Reference
+from slr_core.engine.sweep import make_batch, model_scores
+from slr_core.models.chat import end_of_turn_ids
+from slr_core.models.loading import ModelPair
+from slr_core.slr.hybrid import Restoration, build_restored
+from slr_core.slr.landscape import METRICS, Point
+
+LAMBDAS = tuple(k / 10 for k in range(11))  # the lambda slice: 0 (post-trained) to 1 (restored)
+
+
+def lambda_slice(
+    pair: ModelPair,
+    encoded: EncodedPrompts,
+    restoration: Restoration,
+    post: Point | None = None,
+    lambdas: tuple[float, ...] = LAMBDAS,
+    use_cache: bool = True,
+) -> dict[float, Point]:
+    """CRC of the restoration at each fraction lambda (0 is the post-trained model), cached per point."""
+    context = context_id(pair, encoded)
+    batch = make_batch(encoded, pair.tokenizer.pad_token_id, pair.device)
+    end_ids, points = end_of_turn_ids(pair.tokenizer), {}
+    reference = Reference(pair.post, batch)  # every blend replays the post model's layer calls
+    for fraction in lambdas:
+        if fraction == 0 and post is not None:
+            points[fraction] = post
+            continue
+        key = cache.result_key(context, f"lambda/{restoration.mode}/{restoration.span}/{fraction:.4f}")
+        stored = cache.get_result(key) if use_cache else None
+        if stored:
+            points[fraction] = Point(*(stored[metric] for metric in METRICS))
+            continue
+        model = (
+            pair.post
+            if fraction == 0
+            else build_restored(pair, dataclasses.replace(restoration, fraction=fraction))
+        )
+        points[fraction] = Point(
+            *crc_means(model_scores(model, encoded, batch, end_ids, reference=reference))
+        )
+        if use_cache:
+            cache.put_result(key, dataclasses.asdict(points[fraction]))
+    return points

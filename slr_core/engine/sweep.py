@@ -1,0 +1,204 @@
+"""The exact, shared-work sweep of CRC scores over every interval [i, j].
+
+For a fixed end j, every start i <= j needs the same post-trained tail j+1..N-1, and for a fixed
+start the restored stack i..j grows one pre-trained layer at a time. So the sweep walks j upwards,
+keeping one hidden state per live start: each step applies pre-trained layer j to all live starts
+at once, then runs the post-trained tail on them, batched. Inputs below layer i come from one
+post-trained pass. That is ~N^3/6 layer evaluations instead of the naive loop's ~N^3/2.
+
+Layers are called as the model itself calls them, with the arguments capture.py recorded, so no
+architecture's forward is rewritten here; stack.py runs them, sharing the prompts' common prefix
+once per state and narrowing the last layer to the kept positions (prefix.py), each only where a
+pass of the post model proves it exact. Each prompt row also carries its valid answer tokens as
+branches (branches.py), so the same pass gives p(end | prompt, answer) for strict CRC.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from slr_core.crc.branches import Batch, make_batch
+from slr_core.crc.prompts import EncodedPrompts, answer_probabilities, first_token_scores, strict_scores
+from slr_core.engine.capture import (
+    Reference,
+    capture,
+    check_branches,
+    check_tail,
+    final_logits,
+    kept_positions,
+    replay,
+)
+from slr_core.engine.stack import Engine, State, Stats, choose_layout
+from slr_core.models.architectures import decoder_layers
+from slr_core.models.chat import end_of_turn_ids
+from slr_core.models.loading import ModelPair
+from slr_core.slr.hybrid import restoring_layer
+from slr_core.slr.intervals import check_interval, check_mode
+
+__all__ = ["Batch", "Stats", "make_batch", "model_scores", "sweep_intervals"]
+
+# The LM head over a branch (a full-vocabulary softmax) is most of the strict-CRC cost, so branches
+# are scored from likely to unlikely, tier by tier (p(t|x) >= each of SKIP_TIERS in turn), and a
+# prompt stops once its unscored answer mass is at most SKIP_RELATIVE of the strict quality found
+# so far: as P_end <= 1, the skipped branches then change strict quality by at most that fraction.
+SKIP_TIERS = (1e-4, 1e-8, 0.0)
+SKIP_RELATIVE = 1e-5
+HEAD_ROWS = 256  # LM-head rows per matmul: 256 rows x 262k float32 logits is 268 MB
+
+
+def score_kept(
+    model: nn.Module,
+    kept: torch.Tensor,
+    encoded: EncodedPrompts,
+    end_ids: list[int],
+    stats: Stats,
+    strict: bool = True,
+) -> torch.Tensor:
+    """Per-prompt (Q, D, stop, strict quality) [P, 4] from kept final states [P, 1 + K, d]; (Q, D) without strict."""
+    rows = list(range(kept.shape[0]))
+    token_probs = answer_probabilities(final_logits(model, kept[:, 0]), encoded, rows)
+    stats.head_rows += len(rows)
+    if not strict:
+        return first_token_scores(token_probs, encoded, rows)
+    ends = [torch.zeros_like(probs) for probs in token_probs]
+    done = [torch.zeros_like(probs, dtype=torch.bool) for probs in token_probs]
+    for tier in SKIP_TIERS:
+        wanted = [
+            torch.zeros_like(finished) if _settled(probs, ends[b], finished) else (probs >= tier) & ~finished
+            for b, (probs, finished) in enumerate(zip(token_probs, done))
+        ]
+        _end_probabilities(model, kept, wanted, ends, end_ids, stats)
+        done = [finished | more for finished, more in zip(done, wanted)]
+    stats.branches_skipped += sum(int((~finished).sum()) for finished in done)
+    return torch.cat([first_token_scores(token_probs, encoded, rows), strict_scores(token_probs, ends)], 1)
+
+
+def _settled(probs: torch.Tensor, ends: torch.Tensor, finished: torch.Tensor) -> bool:
+    # Unscored branches add at most their answer mass; settled once that is negligible.
+    if not finished.any():
+        return False
+    lower_bound = (probs[finished] * ends[finished]).sum()
+    return bool(probs[~finished].sum() <= SKIP_RELATIVE * lower_bound)
+
+
+def _end_probabilities(model, kept, wanted: list[torch.Tensor], ends: list[torch.Tensor], end_ids, stats):
+    # P_end(x, t) = sum over e in E of softmax(logits at branch t)[e], head rows in chunks.
+    pairs = [(b, m) for b, mask in enumerate(wanted) for m in mask.nonzero().flatten().tolist()]
+    end_index = torch.tensor(end_ids, device=kept.device)
+    for lo in range(0, len(pairs), HEAD_ROWS):
+        chunk = pairs[lo : lo + HEAD_ROWS]
+        b_idx = torch.tensor([b for b, _ in chunk], device=kept.device)
+        m_idx = torch.tensor([m for _, m in chunk], device=kept.device)
+        logits = final_logits(model, kept[b_idx, 1 + m_idx])
+        log_end = torch.logsumexp(logits[:, end_index], dim=-1) - torch.logsumexp(logits, dim=-1)
+        for (b, m), value in zip(chunk, log_end.double().exp().cpu()):
+            ends[b][m] = value
+        stats.head_rows += len(chunk)
+
+
+@torch.inference_mode()
+def model_scores(
+    model: nn.Module,
+    encoded: EncodedPrompts,
+    batch: Batch,
+    end_ids: list[int],
+    stats=None,
+    reference: Reference | None = None,
+):
+    """Per-prompt CRC scores [P, 4] of a whole model in one batched pass.
+
+    With a `reference`, a model of its architecture replays the reference's recorded layer calls
+    instead of recording its own: one pass through the layers instead of two.
+    """
+    stats = stats or Stats()
+    if reference is not None and model is reference.model:
+        cap = reference.capture()
+    else:
+        cap = replay(model, batch, reference.capture()) if reference is not None else None
+        cap = cap or capture(model, batch)
+    stats.layer_evals += len(cap.args) * cap.num_prompts
+    stats.token_layer_evals += len(cap.args) * int(batch.widths.sum())
+    return score_kept(model, kept_positions(cap.hidden_states[-1], batch.keep_index), encoded, end_ids, stats)
+
+
+@dataclass
+class IntervalScores:
+    """Per-prompt CRC scores [P, 4] (Q, D, stop, strict quality) of the hybrid [start, end]."""
+
+    start: int
+    end: int
+    per_prompt: torch.Tensor = field(repr=False)
+
+
+@torch.inference_mode()
+def sweep_intervals(
+    pair: ModelPair,
+    encoded: EncodedPrompts,
+    wanted: set[tuple[int, int]],
+    batch_tokens: int = 16384,
+    stats: Stats | None = None,
+    mode: str = "layer",
+    reference: Reference | None = None,
+    strict: bool = True,
+    share: bool = True,
+) -> Iterator[IntervalScores]:
+    """Yield exact per-prompt scores for each interval in `wanted`, column by column.
+
+    `mode` says what comes back in each restored layer (hybrid.RESTORE_MODES); the stack grown for a
+    start is then made of those mixed layers (post-trained layer, pre-trained attention or MLP).
+    Without `strict` the rows carry no branches and only (Q, D) [P, 2] come back. `share` allows the
+    shared prefix and the narrowed last layer (stack.py), each used only once proven on the post model.
+    """
+    num_layers, stats = pair.num_layers, stats or Stats()
+    check_mode(mode)
+    for start, end in wanted:
+        check_interval(start, end, num_layers)
+    # The post model's capture is the same for every interval: reuse the caller's if it has one.
+    reference = reference or Reference(
+        pair.post, make_batch(encoded, pair.tokenizer.pad_token_id, pair.device, branches=strict)
+    )
+    batch, end_ids = reference.batch, end_of_turn_ids(pair.tokenizer)
+    post_layers = list(decoder_layers(pair.post))
+    pre_layers = [
+        restoring_layer(post, pre, mode) for post, pre in zip(post_layers, decoder_layers(pair.pre))
+    ]
+    with stats.timed("capture"):
+        cap = reference.capture(stats)
+        check_tail(pair.post, cap, batch)
+        check_branches(pair.post, cap, batch)
+    with stats.timed("checks"):
+        engine = Engine(cap, batch, batch_tokens, stats, choose_layout(post_layers, cap, batch, share))
+    last_needed = {}
+    for start, end in wanted:
+        last_needed[start] = max(end, last_needed.get(start, -1))
+    active: dict[int, State] = {}  # start -> hidden states after pre layers start..j-1
+    progress = tqdm(total=len(wanted), desc="CRC sweep", unit="interval", leave=False)
+    for end in range(num_layers):
+        if end in last_needed:
+            active[end] = engine.initial(end)
+        if not active:
+            continue
+        starts = sorted(active)
+        column = [i for i in starts if (i, end) in wanted]
+        # The last layer is only ever a stack's end: it runs as part of the tail, narrowed.
+        tail = post_layers[end + 1 :] if end + 1 < num_layers else pre_layers[end:]
+        if end + 1 < num_layers:
+            with stats.timed("extension"):
+                states = engine.apply(pre_layers[end : end + 1], end, [active[i] for i in starts])
+            active = dict(zip(starts, states))
+        if column:
+            first = end + 1 if end + 1 < num_layers else end
+            with stats.timed("tails"):
+                finals = engine.apply(tail, first, [active[i] for i in column], keep=True)
+            for start, kept in zip(column, finals):
+                progress.update(1)
+                with stats.timed("head"):
+                    per_prompt = score_kept(pair.post, kept, encoded, end_ids, stats, strict)
+                yield IntervalScores(start, end, per_prompt)
+        active = {i: h for i, h in active.items() if last_needed[i] > end}
+    progress.close()
