@@ -42,7 +42,7 @@ from slr_core.serve.session import SessionView
 from slr_core.serve.workbench import Workbench
 
 ZERO_GPU = "spaces" in sys.modules and bool(os.environ.get("SPACES_ZERO_GPU"))  # a Hugging Face ZeroGPU Space
-UPDATE_SECONDS = 0.6  # at least this long between a running sweep's redraws (session.DRAW_SHARE sets the rest)
+UPDATE_SECONDS = 0.6  # the least time between a sweep's redraws (session.DRAW_SHARE sets more)
 STREAM_SECONDS = 0.25  # ... and streaming samples update their column
 
 
