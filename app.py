@@ -232,7 +232,9 @@ class Page:
             prompt, (samples, min_p, temperature, tokens, seed), POLICY.prompt_max_chars
         )
         restoration = view.restoration(layers or "", 1.0 if lam is None else lam)
-        panel = open_panel(entry.pair, restoration, prompt, settings, include_pre)
+        panel = open_panel(
+            entry.pair, restoration, prompt, settings, include_pre, view.crc_point(restoration)
+        )
         header = {self.compare_info: panel.header}
         yield {**header, **self.columns_update(panel, *panel.models)}
         stream = lambda which: stream_column(key, which, restoration, panel.prompt, panel.settings)  # noqa: E731

@@ -163,6 +163,15 @@ class SessionView:
         restoration = interval_restoration(*self.selected, self.mode, float(fraction))
         return restoration.check(self.landscape.num_layers)
 
+    def crc_point(self, restoration: Restoration) -> Point | None:
+        """The shown landscape's CRC numbers of `restoration` when it is one of its intervals (full λ)."""
+        interval = restoration.interval
+        if self.landscape is None or interval is None or restoration.fraction != 1:
+            return None
+        if restoration != interval_restoration(*interval, self.mode):
+            return None
+        return self.landscape.intervals.get(interval)
+
     def chosen(self, start, end, layers: str = "", fraction: float | None = 1.0) -> Restoration:
         """The hybrid to export: typed layers, else the typed interval, in the shown mode at `fraction`."""
         fraction = 1.0 if fraction is None else float(fraction)
