@@ -22,7 +22,7 @@ if os.environ.get("SPACES_ZERO_GPU") and importlib.util.find_spec("spaces") is n
 import gradio as gr
 import pandas
 
-from app_layout import ASSETS, PLOTLY_JS, lay_out
+from app_layout import ASSETS, PLOTLY_JS, SCROLL_TO_COMPARE, lay_out
 from slr_core import cache, inputs
 from slr_core.downstream import evaluation
 from slr_core.downstream.metrics import embedding_dissimilarity
@@ -33,6 +33,7 @@ from slr_core.models.hosting import DEFAULT_CONCURRENCY, HostedPolicy
 from slr_core.models.presets import PRESETS
 from slr_core.models.settings import Settings
 from slr_core.report.evaluation_figure import evaluation_figure
+from slr_core.report.evaluation_plan import progress_markdown
 from slr_core.report.summary import sweep_status
 from slr_core.serve import session
 from slr_core.serve.compare import ComparePanel, checked_request, open_panel
@@ -44,6 +45,7 @@ from slr_core.serve.workbench import Workbench
 ZERO_GPU = "spaces" in sys.modules and bool(os.environ.get("SPACES_ZERO_GPU"))  # a Hugging Face ZeroGPU Space
 UPDATE_SECONDS = 0.6  # the least time between a sweep's redraws (session.DRAW_SHARE sets more)
 STREAM_SECONDS = 0.25  # ... and streaming samples update their column
+STOPPED = "Stopped. The rows above are the steps that finished; their results stay in the cache."
 
 
 def gpu(duration: int) -> Callable:
@@ -285,12 +287,28 @@ class Page:
         POLICY.check_evaluation(bool(quick))
         temperatures, seed = session.evaluation_settings(temperatures, seed)
         landscape = view.evaluation_landscape(entry.pair)  # whole layers, this pair's
+        began, shown = time.monotonic(), gr.update(visible=True)
+        yield {self.evaluation_status: "Running the first step…", self.stop_evaluation: shown}
         for results in evaluation_steps(key, landscape, task, bool(quick), temperatures, seed):
             yield {
-                self.evaluation_table: pandas.DataFrame(evaluation.results_frame(results)),
-                self.evaluation_plot: evaluation_figure(evaluation.figure_data(results)),
+                self.evaluation_table: gr.update(
+                    value=pandas.DataFrame(evaluation.results_frame(results)), visible=True
+                ),
+                self.evaluation_plot: gr.update(
+                    value=evaluation_figure(evaluation.figure_data(results)), visible=True
+                ),
                 self.evaluation_text: f"```\n{evaluation.format_table(results)}\n```",
+                self.evaluation_status: progress_markdown(results, time.monotonic() - began, True),
             }
+        yield {
+            self.evaluation_status: progress_markdown(results, time.monotonic() - began, False),
+            self.stop_evaluation: gr.update(visible=False),
+        }
+
+    def plan_evaluation(self, view: SessionView, task: str, quick: bool, temperatures) -> str:
+        """What a run of the evaluation will do and about how long it takes (before it starts)."""
+        pair = REGISTRY.get(view.key, load=False).pair if view.key in REGISTRY else None
+        return session.evaluation_plan(view, pair, task, quick, temperatures)
 
 
 def build_page() -> Page:
@@ -319,7 +337,7 @@ def wire(page: Page) -> None:
         page.run_sweep, [page.view], sweep_outputs, **POLICY.concurrency("sweep"),
         show_progress="full", show_progress_on=[page.sweep_status],
     )  # fmt: skip
-    page.demo.load(page.start_session, [page.view], pair_outputs, **loading)
+    started = page.demo.load(page.start_session, [page.view], pair_outputs, **loading)
     # No cancels= on the sweep: a successful load bumps view.generation, which stops the old sweep at
     # its next step, while a bad source must not stop the sweep of the pair still shown.
     page.load_button.click(page.show_pair, [page.view, page.pre_box, page.post_box], pair_outputs, **loading)
@@ -332,10 +350,14 @@ def wire(page: Page) -> None:
     compare_events = []
     for trigger, handler, fields, mode in selections:
         picked = trigger(handler, [page.view, *fields], view_outputs, trigger_mode=mode, **light)
-        compare_events.append(picked.then(page.compare, compare_inputs, compare_outputs, **sampling))
+        # "multiple": under the default "once" the page drops a comparison asked for while one runs.
+        compared = picked.then(
+            page.compare, compare_inputs, compare_outputs, trigger_mode="multiple", **sampling
+        )
+        compare_events.append(compared)
     compare_events.append(page.sample_button.click(page.compare, compare_inputs, compare_outputs, **sampling))
     for trigger, *_ in selections:  # a new choice stops the samples still streaming for the previous one
-        trigger(None, None, None, cancels=compare_events, queue=False)
+        trigger(None, None, None, cancels=compare_events, queue=False, js=SCROLL_TO_COMPARE)
     view_inputs = [page.view, page.q_fraction, page.rule, page.quality_map]
     for trigger in (page.q_fraction.release, page.rule.change, page.quality_map.change):
         trigger(page.change_view, view_inputs, view_outputs, **light)
@@ -354,9 +376,18 @@ def wire(page: Page) -> None:
         **POLICY.concurrency("export"),
     )
     evaluation = [page.evaluation_table, page.evaluation_plot, page.evaluation_text]
-    page.evaluate_button.click(
-        page.evaluate, [page.view, *page.evaluation], evaluation, **POLICY.concurrency("sweep")
-    )
+    evaluation += [page.evaluation_status, page.stop_evaluation]
+    running = page.evaluate_button.click(
+        page.evaluate, [page.view, *page.evaluation], evaluation, **POLICY.concurrency("sweep"),
+        show_progress_on=[page.evaluation_status],  # the rows that arrived stay readable
+    )  # fmt: skip
+    page.stop_evaluation.click(
+        lambda: (STOPPED, gr.update(visible=False)), None, [page.evaluation_status, page.stop_evaluation],
+        cancels=[running], queue=False,
+    )  # fmt: skip
+    plan = [page.view, *page.evaluation[:3]]
+    for trigger in (started.then, *(field.change for field in page.evaluation[:3])):
+        trigger(page.plan_evaluation, plan, [page.evaluation_plan], **light)
 
 
 def build_app() -> gr.Blocks:

@@ -24,6 +24,8 @@ EXAMPLE_PROMPTS = [
 RULE_CHOICES = [("strict: valid answer, then the reply ends", "strict"), ("paper: first token", "paper")]
 QUALITY_MAP_CHOICES = [("strict Q", "strict_quality"), ("Q (first token)", "quality")]
 RESTORE_CHOICES = [("whole layers", "layer"), ("attention only", "attention"), ("MLP only", "mlp")]
+# A chosen interval's comparison sits far below the maps: bring its header into view on the click.
+SCROLL_TO_COMPARE = "() => document.getElementById('slr-compare-header')?.scrollIntoView({block: 'start'})"
 
 
 def heatmap_component(elem_id: str) -> gr.HTML:
@@ -134,7 +136,12 @@ def lay_out(page) -> None:
                 gr.CheckboxGroup([0.7, 1.0, 1.5, 2.0], value=[1.0, 1.5], label="Temperatures"),
                 gr.Number(0, label="seed", precision=0),
             ]
-            page.evaluate_button = gr.Button("Run evaluation", variant="primary")
-        page.evaluation_table = gr.Dataframe(label="Results", wrap=True)
-        page.evaluation_plot = gr.Plot(show_label=False)
+            with gr.Column(min_width=160):
+                page.evaluate_button = gr.Button("Run evaluation", variant="primary")
+                page.stop_evaluation = gr.Button("Stop", variant="stop", visible=False)
+        page.evaluation_plan = gr.Markdown(elem_id="slr-evaluation-plan")
+        page.evaluation_status = gr.Markdown(elem_id="slr-evaluation-status")
+        # Hidden until the first step's rows arrive: no empty table or plot frame before a run.
+        page.evaluation_table = gr.Dataframe(label="Results", wrap=True, visible=False)
+        page.evaluation_plot = gr.Plot(show_label=False, visible=False)
         page.evaluation_text = gr.Markdown()

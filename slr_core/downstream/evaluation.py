@@ -131,6 +131,11 @@ def _items(task: str, settings: EvalSettings) -> list:
     return items if settings.num_items is None else items[: settings.num_items]
 
 
+def item_count(task: str, quick: bool) -> int:
+    """How many questions or prompts a run of `task` samples."""
+    return len(_items(task, PRESETS[(task, bool(quick))]))
+
+
 def _check(temperatures, settings: EvalSettings, seed: int) -> list[SamplingSettings]:
     temperatures = [float(t) for t in temperatures]
     if not temperatures:

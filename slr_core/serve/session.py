@@ -27,6 +27,7 @@ from slr_core.models.loading import ModelPair
 from slr_core.models.presets import PRESETS
 from slr_core.models.settings import DEFAULT_Q_FRACTION
 from slr_core.report import figures
+from slr_core.report.evaluation_plan import plan_markdown
 from slr_core.report.modes import modes_figure, modes_markdown
 from slr_core.report.summary import references_markdown, summary_markdown, usable_rule
 from slr_core.serve.registry import PairKey
@@ -106,6 +107,17 @@ def same_pair(landscape: Landscape, pair: ModelPair) -> Landscape:
 def stored_landscapes(pair: ModelPair, encoded: EncodedPrompts) -> dict[str, Landscape]:
     """Every restore mode's landscape as far as the cache holds it."""
     return {mode: stored_landscape(pair, encoded, mode) for mode in RESTORE_MODES}
+
+
+def evaluation_plan(view: SessionView, pair: ModelPair | None, task: str, quick: bool, temperatures) -> str:
+    """The Evaluate tab's note before a run: what it will sample and about how long it takes."""
+    landscape = view.all_modes().get("layer")
+    complete = landscape is not None and is_complete(landscape)
+    num_params = sum(p.numel() for p in pair.post.parameters()) if pair is not None else 268e6
+    device = pair.device.type if pair is not None else "cpu"
+    return plan_markdown(
+        task, bool(quick), temperatures or [], landscape if complete else None, num_params, device
+    )
 
 
 def evaluation_settings(temperatures, seed) -> tuple[list[float], int]:

@@ -549,14 +549,24 @@ def test_evaluate_needs_a_complete_landscape_then_returns_table_and_bars(
         next(page.evaluate(swept_view, "qa", True, [], 0))
     # A smaller quick setting keeps this test short; the evaluation itself is the real one.
     monkeypatch.setitem(evaluation.PRESETS, ("qa", True), evaluation.EvalSettings(2, 2, 4))
-    updates = list(page.evaluate(swept_view, "qa", True, [1.0], 0))
-    assert len(updates) > 1  # the table grows method by method, the lock released in between
-    update = wired(page, "evaluate", updates[-1])
-    table = update[page.evaluation_table]
+    plan = page.plan_evaluation(swept_view, "qa", True, [1.0])
+    methods = len(evaluation.select_methods(swept_view.landscape)[0])
+    assert f"{methods} models (Post-trained, " in plan and f"in {methods} steps" in plan
+    assert "2 questions × 2 samples of at most 4 new tokens" in plan and "About **" in plan
+    updates = [wired(page, "evaluate", u) for u in page.evaluate(swept_view, "qa", True, [1.0], 0)]
+    assert "Running the first step" in updates[0][page.evaluation_status]
+    assert updates[0][page.stop_evaluation]["visible"] is True
+    assert len(updates) == methods + 2  # the table grows method by method, the lock released in between
+    assert f"1 / {methods} steps in" in updates[1][page.evaluation_status]
+    update = updates[-2]
+    table = update[page.evaluation_table]["value"]
+    assert update[page.evaluation_table]["visible"] is True  # hidden until rows arrive: no placeholder
     assert {"method", "temperature", "precision"} <= set(table.columns)
     assert "Post-trained" in set(table["method"])
-    assert len(update[page.evaluation_plot].data) >= 2
+    assert len(update[page.evaluation_plot]["value"].data) >= 2
     assert "Open-ended QA" in update[page.evaluation_text]
+    assert updates[-1][page.evaluation_status].endswith("done.")
+    assert updates[-1][page.stop_evaluation]["visible"] is False
 
 
 # ---------------------------------------------------------------- page
