@@ -396,15 +396,19 @@ def build_app() -> gr.Blocks:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Parse flags, load the default pair (so a bad source is reported at once), and serve."""
+    """Parse flags, load the pair (a named one first, so a bad source is reported at once), and serve."""
     global SETTINGS, POLICY
     args, SETTINGS, POLICY = launch_settings(argv)
     REGISTRY.follow(POLICY)
     export_root().mkdir(parents=True, exist_ok=True)
     prune_exports(export_root(), POLICY)  # expired exports of an earlier run go now, not at the first export
     print(cache.probe().note(), flush=True)
-    if not preload(REGISTRY, *session.default_sources(), SETTINGS, explicit=bool(args.pre)):
-        return 2
+    if args.pre and not preload(REGISTRY, args.pre, args.post, SETTINGS, explicit=True):
+        return 2  # a pair named on the command line that cannot load is a usage error, said at once
+    if not args.pre:  # the default pair loads while the page is served (it says so until it is ready)
+        threading.Thread(
+            target=preload, args=(REGISTRY, *session.default_sources(), SETTINGS, False), daemon=True
+        ).start()
     # Warm the sentence embedder now, so the first comparison does not wait for it.
     threading.Thread(target=embedding_dissimilarity, args=(["warm", "up"],), daemon=True).start()
     demo = build_app()

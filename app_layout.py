@@ -52,7 +52,7 @@ def lay_out(page) -> None:
         page.pre_box = gr.Textbox(default_pre, label="Pre-trained model (hub id, folder or .gguf)", scale=3)
         page.post_box = gr.Textbox(default_post, label="Post-trained model", scale=3)
         page.load_button = gr.Button("Load pair", variant="primary", scale=1)
-    page.pair_info = gr.Markdown("Loading the model pair…", elem_id="slr-pair-label")
+    page.pair_info = gr.Markdown(session.loading_note(default_pre, default_post), elem_id="slr-pair-label")
     with gr.Tab("Explore"):
         with gr.Row():
             page.heat_quality = heatmap_component("heatmap-quality")

@@ -8,6 +8,7 @@ from collections import Counter
 import numpy as np
 import plotly.graph_objects as go
 
+from slr_core.report.summary import format_number
 from slr_core.slr.landscape import (
     DEFAULT_RULE,
     METRICS,
@@ -141,7 +142,7 @@ def heatmap_figure(
         figure.add_annotation(
             x=best[1],
             y=best[0],
-            text=f"⚠ stop {stop:.2g}: replies rarely end",
+            text=f"⚠ stop {format_number(stop, 3)}: replies rarely end",
             showarrow=True,
             arrowhead=2,
             ax=-60 if best[1] > size / 2 else 60,

@@ -50,6 +50,17 @@ def default_sources() -> tuple[str, str]:
     return "demo:pre", "demo:post"
 
 
+def loading_note(pre: str, post: str) -> str:
+    """What the page says until its pair is loaded (the server loads it in the background)."""
+    if (pre, post) == ("demo:pre", "demo:post"):
+        return (
+            "⏳ **Loading the demo pair** (Gemma-3-270m base + SLR Explorer's demo tuning). The first start "
+            "builds its weights from the GGUF, a minute or two on a CPU; later starts take seconds. "
+            "The maps appear here when it is ready."
+        )
+    return f"⏳ **Loading the model pair** `{html.escape(pre)}` / `{html.escape(post)}`…"
+
+
 def preset_choices() -> list[str]:
     """Preset names for a picker; hub pairs first on a Space, the offline demo first elsewhere; then custom."""
     on_space = bool(os.environ.get("SPACE_ID"))

@@ -55,9 +55,11 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def running_app(root: Path, extra_env: dict | None = None, log_name: str = "browser-app.log"):
-    """`python app.py` on a tiny Llama pair (own cache and export folders); yields its URL, then stops it."""
-    pre, post = make_pair(root / "pair", "llama")
+def running_app(
+    root: Path, extra_env: dict | None = None, log_name: str = "browser-app.log", demo: bool = False
+):
+    """`python app.py` on a tiny Llama pair, or the default demo pair (own cache and export folders);
+    yields its URL, then stops it."""
     port = free_port()
     env = {
         **os.environ,
@@ -67,8 +69,10 @@ def running_app(root: Path, extra_env: dict | None = None, log_name: str = "brow
         **(extra_env or {}),
     }
     log_path = root / "app.log"
-    command = [sys.executable, "app.py", "--pre", str(pre), "--post", str(post), "--port", str(port)]
-    command += ["--device", "cpu"]
+    command = [sys.executable, "app.py", "--port", str(port), "--device", "cpu"]
+    if not demo:
+        pre, post = make_pair(root / "pair", "llama")
+        command += ["--pre", str(pre), "--post", str(post)]
     began = time.monotonic()
     with open(log_path, "w") as log:
         process = subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)

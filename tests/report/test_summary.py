@@ -123,7 +123,7 @@ def test_a_low_stop_pick_says_so_next_to_the_star_on_the_maps_and_in_the_compare
     assert "Low stop rate" not in references_markdown(landscape, 0.9, "strict")
     for metric in ("strict_quality", "diversity", "stop"):
         notes = heatmap_figure(landscape, metric, PAPER_PICK).layout.annotations
-        assert [(n.x, n.y, n.text) for n in notes] == [(1, 0, "⚠ stop 0.3: replies rarely end")]
+        assert [(n.x, n.y, n.text) for n in notes] == [(1, 0, "⚠ stop 0.300: replies rarely end")]
         assert not heatmap_figure(landscape, metric, STRICT_PICK).layout.annotations
     # A first-look cell has no stop rate yet: no warning rather than a guess.
     landscape.intervals[PAPER_PICK] = Point(0.78, 1.5)
