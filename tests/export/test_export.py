@@ -176,7 +176,7 @@ def test_landscape_csv_has_every_crc_column_and_a_meta_sidecar(tmp_path):
 
 @pytest.mark.real
 def test_the_real_demo_pair_exports_and_reloads(tmp_path, monkeypatch):
-    from slr_core import cache
+    from slr_core import cache, cli
     from slr_core.models import demo
 
     # The user's cache holds the dequantized snapshot (built once, about 80 s); reuse it.
@@ -190,8 +190,17 @@ def test_the_real_demo_pair_exports_and_reloads(tmp_path, monkeypatch):
     )
     card = (folder / "README.md").read_text()
     assert ModelCard(card).data.license == "gemma" and DEMO_LABEL in card
+    # mergekit.yaml names paths inside the export: the adapter ships in it, the base is one command away.
     config = yaml.safe_load((folder / "mergekit.yaml").read_text())
-    assert config["models"][0]["model"] == f"{demo.demo_base_dir()}+{demo.ADAPTER_DIR}"
+    assert [m["model"] for m in config["models"]] == ["demo-base+demo-adapter", "demo-base"]
+    for name in demo.ADAPTER_FILES:
+        assert (folder / "demo-adapter" / name).read_bytes() == (demo.ADAPTER_DIR / name).read_bytes()
+    assert "python -m slr_core demo-base demo-base" in (folder / "mergekit.yaml").read_text()
+    assert cli.main(["demo-base", str(folder / "demo-base")]) == 0
+    base = AutoModelForCausalLM.from_pretrained(folder / "demo-base")
+    for name, tensor in pair.pre.state_dict().items():
+        assert torch.equal(base.state_dict()[name], tensor), name
+    assert cli.main(["demo-base", str(folder / "demo-base")]) == 2  # not over a folder that has files
 
 
 # ---------------------------------------------------------------- the target folder
