@@ -54,6 +54,7 @@ def main() -> None:
                 flush=True,
             )
             if not args.full:
+                print(f"{drawing['count']} redraws took {drawing['seconds']:.1f} s in all", flush=True)
                 return
     print(
         f"full map complete {time.perf_counter() - loaded:.1f} s after the load: {update[page.sweep_status]}"
