@@ -161,12 +161,15 @@ class Page:
         }
 
     @visitor_errors
-    def slice_lambda(self, view: SessionView, layers: str) -> dict:
-        """Put the chosen hybrid's lambda slice (lambda = 0 ... 1) on the trade-off plot."""
+    def slice_lambda(self, view: SessionView, layers: str) -> Iterator[dict]:
+        """Put the chosen hybrid's lambda slice (lambda = 0 ... 1) on the trade-off plot, point by point."""
         require_pair(view)
-        restoration = view.restoration(layers, 1.0)
-        view.lambda_slice = (restoration.label, lambda_points(view.key, restoration, view.landscape.post))
-        return {self.tradeoff: view.tradeoff()}
+        restoration, key = view.restoration(layers, 1.0), view.key
+        for points in lambda_points(key, restoration, view.slice_reference()):
+            if view.key != key:
+                return  # another pair is shown: its plot must not get this pair's slice
+            view.lambda_slice = (restoration.label, points)
+            yield {self.tradeoff: view.tradeoff()}
 
     def pick_preset(self, name: str) -> dict:
         """Fill the source boxes from a preset (custom leaves them as typed)."""
@@ -343,7 +346,8 @@ def wire(page: Page) -> None:
     # A mode not swept yet changes the sweep token, which starts its sweep (and stops the last mode's).
     mode_outputs = [*view_outputs, page.sweep_status, page.sweep_token]
     page.restore.change(page.change_mode, [page.view, page.restore], mode_outputs, **light)
-    page.slice_button.click(page.slice_lambda, [page.view, page.layers], [page.tradeoff], **sampling)
+    sliced = page.slice_button.click(page.slice_lambda, [page.view, page.layers], [page.tradeoff], **sampling)
+    page.slice_stop.click(None, None, None, cancels=[sliced], queue=False)  # closing it stops the slice
     export = [page.export_file, page.export_note]
     page.export_button.click(
         page.export_selected,

@@ -79,7 +79,9 @@ def lay_out(page) -> None:
                 with gr.Accordion("Any layers, or a fraction λ", open=False):
                     page.layers = gr.Textbox("", label="layers (e.g. 3,5,9-11; empty: the interval)")
                     page.fraction = gr.Slider(0.05, 1.0, 1.0, step=0.05, label="λ: (1-λ)·post + λ·pre")
-                    page.slice_button = gr.Button("λ slice 0…1 on the trade-off plot", size="sm")
+                    with gr.Row():
+                        page.slice_button = gr.Button("λ slice 0…1 on the trade-off plot", size="sm")
+                        page.slice_stop = gr.Button("Stop the slice", size="sm", variant="stop")
                 with gr.Row():
                     page.best_button = gr.Button("Select best ★", size="sm")
                     page.compare_button = gr.Button("Compare", variant="primary", size="sm")

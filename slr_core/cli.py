@@ -333,6 +333,9 @@ def _check_export(args) -> None:
 
 
 def cmd_evaluate(args) -> None:
+    from slr_core.inputs import temperatures
+
+    args.temperatures = temperatures(args.temperatures)  # distinct and capped, before any model loads
     pair = _load(args)
     from slr_core.downstream.evaluation import format_table, run_evaluation
     from slr_core.files import write_json

@@ -19,7 +19,7 @@ from slr_core.models.device_maps import map_identity
 from slr_core.models.hosting import HostedPolicy
 from slr_core.models.placement import post_placement, pre_placement
 from slr_core.models.settings import Settings, auto_cuda_compute
-from slr_core.models.sources import Source, check_reachable, fingerprint, parse_source, pin
+from slr_core.models.sources import Source, check_reachable, fingerprint, parse_source, pin, snapshot
 
 
 def load_model(source: Source, settings: Settings, placement: dict | None = None) -> tuple[nn.Module, object]:
@@ -35,9 +35,15 @@ def load_model(source: Source, settings: Settings, placement: dict | None = None
     location, extra = source.location, {"trust_remote_code": settings.trust_remote_code}
     if source.kind == "gguf":
         location, extra["gguf_file"] = str(Path(location).parent), Path(location).name
-    if source.pinned_revision:
+    if source.hub_only:
+        # Downloaded first by Hub id, with the source's token only (none for a visitor's choice), then
+        # read offline: no library call (transformers' tokenizer lists repo files) can add a token.
+        with reading(source, "files"):
+            location = str(snapshot(source))
+        extra.update(local_files_only=True, trust_remote_code=False)
+    elif source.pinned_revision:
         extra["revision"] = source.pinned_revision
-    if source.anonymous:
+    if source.anonymous and not source.hub_only:
         extra["token"] = False  # a visitor's choice on a hosted server: never the operator's token
     if placement is None:
         placement = {"device_map": settings.device_map} if settings.device_map else {}
@@ -47,11 +53,26 @@ def load_model(source: Source, settings: Settings, placement: dict | None = None
     with reading(source, "tokenizer"):
         tokenizer = AutoTokenizer.from_pretrained(location, **extra)
     with reading(source, "weights", settings):
-        model = AutoModelForCausalLM.from_pretrained(location, dtype=dtype, **extra, **placement)
+        weights = {"use_safetensors": True} if source.hub_only else {}
+        model, info = AutoModelForCausalLM.from_pretrained(
+            location, dtype=dtype, output_loading_info=True, **weights, **extra, **placement
+        )
         if "device_map" not in placement:
             model.to(device)
+    if source.hub_only and info.get("missing_keys"):
+        raise SourceError(missing_message(source, sorted(info["missing_keys"])))
     model.eval()
     return model, tokenizer
+
+
+def missing_message(source: Source, missing: list[str]) -> str:
+    """Why a checkpoint whose tensors do not cover its model is refused (hosted mode: never random weights)."""
+    shown = ", ".join(missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
+    return (
+        f"The weights of '{source.spec}' do not cover the model its config.json describes: {len(missing)} "
+        f"tensors are missing ({shown}). Hosted mode never fills them with random weights: choose a "
+        "complete checkpoint."
+    )
 
 
 # What reading a model can raise for a bad, damaged or too large source; anything else is a bug to see whole.
@@ -327,12 +348,21 @@ def load_pair(
     `policy` (default: open) decides which sources may load, their size cap and Hub token."""
     settings, policy = settings or Settings(), policy or HostedPolicy()
     pre_source, post_source = policy.source(pre), policy.source(post)
+    if pre_source == post_source and policy.hosted:
+        raise SourceError(
+            f"The pre-trained and post-trained sources are the same ('{pre}'): every hybrid would equal "
+            "the model itself. Give the base model and its post-trained counterpart."
+        )
+    checked = []
     for source in (post_source, pre_source):
         check_reachable(source)
+        # The commit first, resolved once: what the size check counts, both loads download and the
+        # fingerprints name, even if a branch moves in between.
+        source = pinned(source)
         with reading(source, "safetensors metadata"):  # from the Hub's metadata, before any weights download
             policy.check_size(source)
-    # The commits, resolved before loading, are what both loads download and the fingerprints name.
-    pre_source, post_source = pinned(pre_source), pinned(post_source)
+        checked.append(source)
+    post_source, pre_source = checked
     post_model, tokenizer = load_model(post_source, settings, post_placement(settings))
     describe(post_model)  # fail early, before loading the second model
     # Module for module where the post-trained model is, so a restored layer sits where it replaces.

@@ -10,7 +10,7 @@ from contextlib import AbstractContextManager
 from slr_core.downstream import evaluation
 from slr_core.downstream.sampling import SamplingSettings, stream_samples
 from slr_core.engine import cached_sweep
-from slr_core.engine.lambda_slice import lambda_slice
+from slr_core.engine.lambda_slice import lambda_points
 from slr_core.serve.compare import sampled_model
 from slr_core.serve.registry import PairKey, PairRegistry
 from slr_core.serve.session import in_turns
@@ -43,11 +43,17 @@ class Workbench:
             model, pair.tokenizer, prompt, settings, turn=self.turn, every=self.stream_seconds
         )
 
-    def lambda_points(self, key: PairKey, restoration: Restoration, post: Point | None) -> dict[float, Point]:
-        """CRC of the restoration at lambda = 0, 0.1, ..., 1 (cached per point)."""
+    def lambda_points(
+        self, key: PairKey, restoration: Restoration, post: Point | None
+    ) -> Iterator[dict[float, Point]]:
+        """CRC of the restoration at lambda = 0, 0.1, ..., 1 (cached per point): the points so far after
+        each, every point a turn of its own; closing the generator (the visitor left) stops the slice."""
         entry = self.registry.get(key, load=False)
-        with self.turn:
-            return lambda_slice(entry.pair, entry.encoded, restoration, post)
+        points: dict[float, Point] = {}
+        steps = lambda_points(entry.pair, entry.encoded, restoration, post, turn=self.turn)
+        for fraction, point in steps:
+            points[fraction] = point
+            yield dict(points)
 
     def evaluation_steps(
         self, key: PairKey, landscape: Landscape, task: str, quick: bool, temperatures: list[float], seed: int
