@@ -42,7 +42,7 @@ from slr_core.serve.session import SessionView
 from slr_core.serve.workbench import Workbench
 
 ZERO_GPU = "spaces" in sys.modules and bool(os.environ.get("SPACES_ZERO_GPU"))  # a Hugging Face ZeroGPU Space
-UPDATE_SECONDS = 0.6  # at most this often a running sweep redraws the page
+UPDATE_SECONDS = 0.6  # the least time between a sweep's redraws (session.DRAW_SHARE sets more)
 STREAM_SECONDS = 0.25  # ... and streaming samples update their column
 
 
@@ -235,7 +235,9 @@ class Page:
             prompt, (samples, min_p, temperature, tokens, seed), POLICY.prompt_max_chars
         )
         restoration = view.restoration(layers or "", 1.0 if lam is None else lam)
-        panel = open_panel(entry.pair, restoration, prompt, settings, include_pre)
+        panel = open_panel(
+            entry.pair, restoration, prompt, settings, include_pre, view.crc_point(restoration)
+        )
         header = {self.compare_info: panel.header}
         yield {**header, **self.columns_update(panel, *panel.models)}
         stream = lambda which: stream_column(key, which, restoration, panel.prompt, panel.settings)  # noqa: E731

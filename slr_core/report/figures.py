@@ -8,7 +8,15 @@ from collections import Counter
 import numpy as np
 import plotly.graph_objects as go
 
-from slr_core.slr.landscape import DEFAULT_RULE, METRICS, RULE_QUALITY, Landscape, Point, check_rule
+from slr_core.slr.landscape import (
+    DEFAULT_RULE,
+    METRICS,
+    RULE_QUALITY,
+    Landscape,
+    Point,
+    check_rule,
+    low_stop,
+)
 
 POST_COLOUR = "#1f6fb4"
 PRE_COLOUR = "#8c8c8c"
@@ -126,6 +134,22 @@ def heatmap_figure(
                 hoverinfo="skip",
                 showlegend=False,
             )
+        )
+    if best is not None and low_stop(landscape.intervals.get(best)):
+        # Said next to the star, on every map: the pick's replies mostly run on after the answer.
+        stop = landscape.intervals[best].stop
+        figure.add_annotation(
+            x=best[1],
+            y=best[0],
+            text=f"⚠ stop {stop:.2g}: replies rarely end",
+            showarrow=True,
+            arrowhead=2,
+            ax=-60 if best[1] > size / 2 else 60,
+            ay=-28 if best[0] > 1 else 28,
+            bgcolor="rgba(255, 244, 214, 0.95)",
+            bordercolor="#b45309",
+            font={"size": 11, "color": "#7c2d12"},
+            name="low-stop",
         )
     if selected is not None:
         shapes.append(_interval_shape(selected, SELECTED_COLOUR))
