@@ -34,7 +34,7 @@ from slr_core.models.presets import PRESETS
 from slr_core.models.settings import Settings
 from slr_core.report.evaluation_figure import evaluation_figure
 from slr_core.report.summary import sweep_status
-from slr_core.serve import session
+from slr_core.serve import pair_compare, session
 from slr_core.serve.compare import ComparePanel, checked_request, open_panel
 from slr_core.serve.launch import launch_settings, preload
 from slr_core.serve.registry import FairLock, LoadedPair, PairRegistry
@@ -282,6 +282,22 @@ class Page:
         return {self.export_file: gr.update(value=str(archive), visible=True), self.export_note: note}
 
     @visitor_errors
+    def compare_pairs(self, view: SessionView, choice: str) -> dict:
+        """The shown landscape beside a shipped one: maps, Δ maps, both fronts and both picks."""
+        entry = require_pair(view)
+        label, second = pair_compare.second_landscape(choice)
+        drawn = pair_compare.compare_with(
+            view.landscape, entry.pair.label, second, label, view.q_fraction, view.shown_rule
+        )
+        maps = dict(zip(self.pair_maps, drawn["maps"], strict=True))
+        return {
+            **maps,
+            self.pair_note: drawn["note"],
+            self.pair_fronts: drawn["fronts"],
+            self.pair_picks: drawn["picks"],
+        }
+
+    @visitor_errors
     def evaluate(self, view, task, quick, temperatures, seed, progress=TRACKED_PROGRESS) -> Iterator[dict]:
         """Run the downstream evaluation on the session's pair, redrawing table, bars and notes per step."""
         entry, key = require_pair(view), view.key
@@ -357,6 +373,8 @@ def wire(page: Page) -> None:
         export,
         **POLICY.concurrency("export"),
     )
+    comparison = [*page.pair_maps, page.pair_note, page.pair_fronts, page.pair_picks]
+    page.pair_compare_button.click(page.compare_pairs, [page.view, page.second_pair], comparison, **light)
     evaluation = [page.evaluation_table, page.evaluation_plot, page.evaluation_text]
     page.evaluate_button.click(
         page.evaluate, [page.view, *page.evaluation], evaluation, **POLICY.concurrency("sweep")

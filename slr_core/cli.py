@@ -1,4 +1,4 @@
-"""`python -m slr_core`: sweep, merge, best, prompts, bench, export, evaluate."""
+"""`python -m slr_core`: sweep, merge, diff, best, prompts, bench, export, evaluate."""
 
 from __future__ import annotations
 
@@ -69,6 +69,13 @@ def build_parser() -> argparse.ArgumentParser:
     merge = sub.add_parser("merge", help="join the parts of a `sweep --shard K/N` run into one landscape CSV")
     merge.add_argument("parts", nargs="+", metavar="PART", help="every part's CSV (its .meta.json beside it)")
     merge.add_argument("--out", type=flag(output_file), required=True)
+    diff = sub.add_parser(
+        "diff", help="two landscape CSVs on one interval grid: B - A per interval, and picks"
+    )
+    diff.add_argument("first", metavar="A", help="a landscape CSV from `sweep` (its .meta.json beside it)")
+    diff.add_argument("second", metavar="B", help="another, of the same prompt set, restore mode and depth")
+    diff.add_argument("--out", type=flag(output_file), required=True)
+    diff.add_argument("--q-fraction", type=flag(q_fraction), default=DEFAULT_Q_FRACTION)
     best = sub.add_parser("best", help="the selected interval under both rules (max D s.t. quality >= q_min)")
     _pair_arguments(best)
     best.add_argument(
@@ -245,6 +252,17 @@ def cmd_merge(args) -> None:
     )
     _print_summary(landscape, DEFAULT_Q_FRACTION)
     print(f"wrote {args.out}")
+
+
+def cmd_diff(args) -> None:
+    from slr_core.files import write_csv
+    from slr_core.report.difference import DIFF_COLUMNS, Difference, picks_text, read_landscape
+
+    difference = Difference(read_landscape(args.first), read_landscape(args.second))
+    rows = difference.rows()
+    write_csv(args.out, rows, DIFF_COLUMNS)
+    print(picks_text(difference, args.q_fraction))
+    print(f"wrote {len(rows)} intervals (B - A) to {args.out}")
 
 
 def cmd_best(args) -> None:

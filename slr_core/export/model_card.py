@@ -166,7 +166,16 @@ def _pair_section(pair: ModelPair) -> str:
         f"- Architecture: {type(pair.post).__name__}, {pair.num_layers} decoder layers; weights saved "
         f"in {str(pair.dtype).replace('torch.', '')}",
     ]
-    if pair.post_source.kind == "demo":
+    if pair.post_source.kind == "demo" and pair.post_source.location == "dpo":
+        from slr_core.models.demo import STAGE_LABELS
+
+        lines.append(
+            f"\nThis is one of SLR Explorer's demo pairs: {STAGE_LABELS[pair.pre_source.location]} "
+            f"(pre-trained) and {STAGE_LABELS['dpo']} (post-trained). The base is Gemma 3 270M, dequantized "
+            "from a Q4_K_M GGUF; the SFT and DPO stages are SLR Explorer's own LoRAs trained on synthetic "
+            "data; it is not Google's instruction-tuned Gemma 3 270M."
+        )
+    elif pair.post_source.kind == "demo":
         lines.append(
             "\nThis is SLR Explorer's demo pair. The pre-trained model is Gemma 3 270M (base), "
             "dequantized from a Q4_K_M GGUF. The post-trained model is that base after SLR Explorer's "

@@ -399,9 +399,9 @@ def pinned(source: Source) -> Source:
 
 def _label(pre: Source, post: Source) -> str:
     if pre.kind == post.kind == "demo":
-        from slr_core.models.demo import DEMO_LABEL
+        from slr_core.models.demo import pair_label
 
-        return DEMO_LABEL
+        return pair_label(pre.location, post.location)
     return f"{pre.spec} (pre-trained) / {post.spec} (post-trained)"
 
 
