@@ -23,7 +23,14 @@ def _pair_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--preset", help="a named pair (overrides --pre/--post); see `presets`")
     parser.add_argument("--device", default="auto", choices=DEVICES)
-    parser.add_argument("--dtype", default="auto", choices=DTYPES)
+    parser.add_argument("--dtype", default="auto", choices=DTYPES, help="compute dtype")
+    parser.add_argument(
+        "--weights-dtype",
+        default="auto",
+        choices=DTYPES,
+        help="dtype the weights are kept in, upcast per call to --dtype (bfloat16 with --dtype float32: "
+        "float32 numbers of a bfloat16 checkpoint at half the weight memory)",
+    )
     parser.add_argument(
         "--device-map",
         type=flag(check_device_map),
@@ -174,6 +181,7 @@ def _load(args):
     settings = Settings(
         device=args.device,
         dtype=args.dtype,
+        weights_dtype=args.weights_dtype,
         trust_remote_code=args.trust_remote_code,
         device_map=args.device_map,
     )
@@ -229,9 +237,12 @@ def cmd_sweep(args) -> None:
     if args.shard:
         landscape.meta["shard"] = args.shard.provenance(args.intervals, args.soup, pair.num_layers)
     write_csv(landscape, out)
-    print(f"pair: {pair.label}; N = {pair.num_layers} layers; restore: {args.restore}")
+    from slr_core.models.precision import describe_peak
+
+    print(f"pair: {pair.label}; N = {pair.num_layers} layers; restore: {args.restore}; {pair.precision}")
     print(
-        f"loaded in {loaded - started:.1f} s; swept {len(landscape.intervals)} intervals in {swept - loaded:.1f} s"
+        f"loaded in {loaded - started:.1f} s; swept {len(landscape.intervals)} intervals in {swept - loaded:.1f} s; "
+        f"{describe_peak()}"
     )
     if args.shard:
         print(f"shard {args.shard.label}: join all {args.shard.count} parts with `python -m slr_core merge`")

@@ -254,6 +254,8 @@ class ModelPair:
             "post_fingerprint": self.post_fingerprint,
             "dtype": str(self.dtype).replace("torch.", ""),
             "weights_dtype": str(self.weights_dtype).replace("torch.", ""),
+            # Marked, so no reader takes its numbers for float32 ones (they carry that dtype's rounding).
+            "half_precision": self.dtype in (torch.bfloat16, torch.float16),
             "device": self.device.type,
             "attention": self.attention,
             "torch": torch.__version__,

@@ -332,5 +332,5 @@ def pair_markdown(pair: ModelPair) -> str:
     return (
         f"**{html.escape(pair.label)}**\n\n"
         f"{pair.num_layers} decoder layers · pre-trained `{pair.pre_source.spec}` · "
-        f"post-trained `{pair.post_source.spec}` · {str(pair.dtype).replace('torch.', '')} on {pair.device.type}"
+        f"post-trained `{pair.post_source.spec}` · {pair.precision} on {pair.device.type}"
     )
