@@ -107,3 +107,118 @@ def test_the_slice_draws_point_by_point_stops_when_closed_and_its_zero_is_on_the
     assert page.demo.fns and any(fn.name == "slice_lambda" for fn in page.demo.fns.values())
     stop = [fn for fn in page.demo.fns.values() if fn.name != "slice_lambda" and fn.cancels]
     assert stop, "a stop button cancels the slice"
+
+
+# ---------------------------------------------------------------- items 5 and 8: through the HTTP API
+
+
+@pytest.fixture
+def served(tiny_paths, tmp_path, monkeypatch):
+    """The real app, hosted, on the tiny pair, serving on a free localhost port: (url, Blocks)."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    launched, original = {}, gr.Blocks.launch
+
+    def launch(blocks, **kwargs):
+        launched["blocks"] = blocks
+        return original(blocks, **kwargs, prevent_thread_lock=True, quiet=True)
+
+    monkeypatch.setattr(gr.Blocks, "launch", launch)
+    for name in ("POLICY", "SETTINGS"):
+        monkeypatch.setattr(app, name, getattr(app, name))
+    for name in ("policy", "capacity", "budget_bytes"):
+        monkeypatch.setattr(app.REGISTRY, name, getattr(app.REGISTRY, name))
+    monkeypatch.setattr(app, "embedding_dissimilarity", lambda texts: None)  # no embedder warm-up
+    pre, post = (str(path) for path in tiny_paths("llama"))
+    for name, value in {
+        "SLR_HOSTED": "1",
+        "SLR_EXPORT_DIR": str(tmp_path / "x"),
+        "SLR_PRE": pre,
+        "SLR_POST": post,
+    }.items():
+        monkeypatch.setenv(name, value)
+    argv = ["--pre", pre, "--post", post, "--device", "cpu", "--port", str(port)]
+    assert app.main(argv) == 0
+    yield f"http://127.0.0.1:{port}", launched["blocks"]
+    launched["blocks"].close()
+
+
+def _fn_index(blocks, name: str) -> int:
+    return next(index for index, fn in blocks.fns.items() if fn.name == name)
+
+
+def test_a_20_mb_upload_is_refused_and_a_small_one_still_works(served):
+    import httpx2 as httpx
+
+    url, _ = served
+    big = httpx.post(f"{url}/gradio_api/upload", files={"files": ("big.bin", b"0" * 20 * 2**20)}, timeout=60)
+    assert big.status_code == 413, big.text
+    small = httpx.post(f"{url}/gradio_api/upload", files={"files": ("small.txt", b"hello")}, timeout=60)
+    assert small.status_code == 200
+
+
+def test_one_client_flooding_the_queue_never_keeps_a_new_visitor_out(served, capsys):
+    import json
+
+    import httpx2 as httpx
+
+    url, blocks = served
+    load, compare = _fn_index(blocks, "start_session"), _fn_index(blocks, "compare")
+    evaluate, sweep = _fn_index(blocks, "evaluate"), _fn_index(blocks, "run_sweep")
+
+    def join(session: str, fn_index: int, data: list, address: str) -> httpx.Response:
+        body = {
+            "data": data,
+            "fn_index": fn_index,
+            "session_hash": session,
+            "event_data": None,
+            "trigger_id": None,
+        }
+        return httpx.post(
+            f"{url}/gradio_api/queue/join", json=body, headers={"X-Forwarded-For": address}, timeout=30
+        )
+
+    def finished(session: str, address: str) -> dict:
+        with httpx.stream(
+            "GET", f"{url}/gradio_api/queue/data", params={"session_hash": session},
+            headers={"X-Forwarded-For": address}, timeout=60,
+        ) as stream:  # fmt: skip
+            for line in stream.iter_lines():
+                if line.startswith("data:") and json.loads(line[5:]).get("msg") == "process_completed":
+                    return json.loads(line[5:])
+        raise AssertionError("the stream ended without a result")
+
+    flooder = "10.0.0.66"
+    assert join("flood", load, [None], flooder).status_code == 200
+    assert finished("flood", flooder)["success"]
+    sampled = [None, CRC_PROMPT, 32, 0.1, 1.0, 256, 0, True, "", 1.0]
+    accepted = refused = 0
+    with app.DEVICE_TURN:  # the device is busy: whatever reaches it waits, so the rest stays queued
+        for session in ["flood"] * 20 + [f"flood-{k}" for k in range(30)]:
+            for fn_index, data in (
+                (compare, sampled),
+                (evaluate, [None, "qa", True, [1.0] * 300, 0]),
+                (sweep, [None]),
+            ):
+                response = join(session, fn_index, data, flooder)
+                accepted, refused = (
+                    accepted + (response.status_code == 200),
+                    refused + (response.status_code != 200),
+                )
+        limits, queue = blocks._queue.slr_limits, blocks._queue
+        waiting = [e for q in queue.event_queue_per_concurrency_id.values() for e in q.queue]
+        assert refused > 0 and 0 < len(waiting) <= limits.heavy_per_client  # the per-address bound
+        started = time.perf_counter()
+        page = httpx.get(url, timeout=30)
+        page_seconds = time.perf_counter() - started
+        newcomer = join("newcomer", load, [None], "10.0.0.7")
+        assert page.status_code == 200 and newcomer.status_code == 200, newcomer.text
+        result = finished("newcomer", "10.0.0.7")
+        load_seconds = time.perf_counter() - started
+    assert result["success"], result
+    with capsys.disabled():
+        print(f"\nflood: {accepted} accepted, {refused} refused; new visitor's page {page_seconds:.2f} s, "
+              f"its first load event done {load_seconds:.2f} s after")  # fmt: skip
