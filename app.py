@@ -34,9 +34,9 @@ from slr_core.models.presets import PRESETS
 from slr_core.models.settings import Settings
 from slr_core.report.evaluation_figure import evaluation_figure
 from slr_core.report.summary import sweep_status
-from slr_core.serve import pair_compare, session
+from slr_core.serve import admission, pair_compare, session
 from slr_core.serve.compare import ComparePanel, checked_request, open_panel
-from slr_core.serve.launch import launch_settings, preload
+from slr_core.serve.launch import DELETE_CACHE, MAX_UPLOAD, launch_settings, preload
 from slr_core.serve.registry import FairLock, LoadedPair, PairRegistry
 from slr_core.serve.session import SessionView
 from slr_core.serve.workbench import Workbench
@@ -273,9 +273,10 @@ class Page:
         progress(0.1, desc=f"Writing hybrid {restoration.label}")
         command = f"SLR Explorer app: export hybrid {restoration.label} of {entry.pair.label}"
         try:
-            archive = publish_archive(
-                entry.pair, restoration, export_root(), landscape, view.q_fraction, command, POLICY
-            )
+            with REGISTRY.using(view.key):  # never evicted while it is written
+                archive = publish_archive(
+                    entry.pair, restoration, export_root(), landscape, view.q_fraction, command, POLICY
+                )
         except (SLRError, OSError) as error:
             raise gr.Error(f"Export failed: {error}") from error
         note = f"Exported hybrid {restoration.label} to the server's export folder as `{archive.name}`."
@@ -316,7 +317,7 @@ def build_page() -> Page:
     """The whole page and its events; the Page holds every component and `demo`, the Blocks."""
     gr.set_static_paths([str(PLOTLY_JS), str(export_root())])
     page = Page()
-    with gr.Blocks(title="SLR Explorer") as page.demo:
+    with gr.Blocks(title="SLR Explorer", delete_cache=DELETE_CACHE) as page.demo:
         lay_out(page)
         wire(page)
     return page
@@ -377,7 +378,7 @@ def wire(page: Page) -> None:
     page.pair_compare_button.click(page.compare_pairs, [page.view, page.second_pair], comparison, **light)
     evaluation = [page.evaluation_table, page.evaluation_plot, page.evaluation_text]
     page.evaluate_button.click(
-        page.evaluate, [page.view, *page.evaluation], evaluation, **POLICY.concurrency("sweep")
+        page.evaluate, [page.view, *page.evaluation], evaluation, **POLICY.concurrency("evaluate")
     )
 
 
@@ -400,11 +401,13 @@ def main(argv: list[str] | None = None) -> int:
     threading.Thread(target=embedding_dissimilarity, args=(["warm", "up"],), daemon=True).start()
     demo = build_app()
     demo.queue(default_concurrency_limit=DEFAULT_CONCURRENCY, max_size=POLICY.queue_max_size)
+    admission.install(demo._queue, admission.Limits(heavy_total=POLICY.queue_max_size))  # per visitor
     css = (ASSETS / "app.css").read_text()
     theme = gr.themes.Soft(primary_hue="orange", neutral_hue="slate")
     demo.launch(
-        server_name=args.host, server_port=args.port, allowed_paths=[str(export_root())], css=css, theme=theme
-    )
+        server_name=args.host, server_port=args.port, allowed_paths=[str(export_root())], css=css, theme=theme,
+        max_file_size=MAX_UPLOAD,
+    )  # fmt: skip
     return 0
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -343,11 +343,17 @@ def check_same_vocabulary(pre_tokenizer, post_tokenizer) -> None:
 
 
 def load_pair(
-    pre: str, post: str, settings: Settings | None = None, policy: HostedPolicy | None = None
+    pre: str,
+    post: str,
+    settings: Settings | None = None,
+    policy: HostedPolicy | None = None,
+    reserve: Callable[[int], None] | None = None,
 ) -> ModelPair:
     """Load and check a pre/post pair; the tokenizer comes from the post-trained source.
 
-    `policy` (default: open) decides which sources may load, their size cap and Hub token."""
+    `policy` (default: open) decides which sources may load, their size cap and Hub token; `reserve`
+    is told the bytes the weights will take (estimated_bytes) after the checks, before any weights load,
+    and may refuse by raising (the app's registry reserves its memory budget so)."""
     settings, policy = settings or Settings(), policy or HostedPolicy()
     pre_source, post_source = policy.source(pre), policy.source(post)
     if pre_source == post_source and policy.hosted:
@@ -355,16 +361,18 @@ def load_pair(
             f"The pre-trained and post-trained sources are the same ('{pre}'): every hybrid would equal "
             "the model itself. Give the base model and its post-trained counterpart."
         )
-    checked = []
+    checked, counts = [], []
     for source in (post_source, pre_source):
         check_reachable(source)
         # The commit first, resolved once: what the size check counts, both loads download and the
         # fingerprints name, even if a branch moves in between.
         source = pinned(source)
         with reading(source, "safetensors metadata"):  # from the Hub's metadata, before any weights download
-            policy.check_size(source)
+            counts.append(policy.check_size(source))
         checked.append(source)
     post_source, pre_source = checked
+    if reserve is not None:
+        reserve(sum(estimated_bytes(s, c, settings) for s, c in zip(checked, counts)))
     post_model, tokenizer = load_model(post_source, settings, post_placement(settings))
     describe(post_model)  # fail early, before loading the second model
     # Module for module where the post-trained model is, so a restored layer sits where it replaces.
@@ -391,6 +399,20 @@ def _compute_dtype(settings: Settings, model: nn.Module) -> torch.dtype:
     chosen = auto_cuda_compute(torch.cuda.mem_get_info(device)[0], largest)
     weights = settings.torch_weights_dtype  # never narrower than the weights (an explicit float32)
     return chosen if chosen.itemsize >= weights.itemsize else weights
+
+
+def estimated_bytes(source: Source, count: int | None, settings: Settings) -> int:
+    """About how many bytes a model's weights take once loaded: its parameter count (when the size check
+    gave one) in the settings' dtype, else its local weight files' size; 0 when neither is known."""
+    if count is not None:
+        return count * settings.torch_dtype.itemsize
+    path = Path(source.location)
+    if source.kind == "gguf":
+        return path.stat().st_size
+    if source.kind == "folder":
+        files = [*path.glob("*.safetensors")] or [*path.glob("*.bin")]
+        return sum(file.stat().st_size for file in files)
+    return 0
 
 
 def pinned(source: Source) -> Source:

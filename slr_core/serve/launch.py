@@ -14,6 +14,11 @@ from slr_core.models.hosting import HostedPolicy
 from slr_core.models.settings import DEVICES, DTYPES, Settings
 from slr_core.serve.registry import PairRegistry
 
+# The page takes no files, so an upload (Gradio's /upload route is open on every app) stays small, and
+# Gradio's cache of uploads and outputs is emptied: every hour, of files older than an hour.
+MAX_UPLOAD = "1mb"
+DELETE_CACHE = (3600, 3600)
+
 
 def app_parser() -> argparse.ArgumentParser:
     """`python app.py`'s flags; host and port default to what a Space sets."""

@@ -153,3 +153,85 @@ def test_a_fresh_export_is_never_evicted_for_room_and_names_cannot_be_guessed(ti
     theirs = publish_archive(tiny_pair, interval_restoration(1, 2), root, policy=policy)
     assert sorted(root.iterdir()) == [theirs] and theirs.name != mine.name  # after 30 minutes it may go
     assert prune_exports(root, policy, incoming=estimate // 2) == []
+
+
+# ---------------------------------------------------------------- item 4: visitors evicting each other
+
+
+def test_the_registry_keys_on_resolved_sources_and_refuses_the_same_model_twice(tiny_paths, monkeypatch):
+    from slr_core.errors import InputError
+    from slr_core.serve.registry import PairRegistry
+
+    pre, post = tiny_paths("llama")
+    monkeypatch.chdir(pre.parent)
+    registry = PairRegistry(capacity=2)
+    entry = registry.get((str(pre), str(post), CPU))
+    for spelling in ((f"./{pre.name}", f" {post} ", CPU), (f"{pre.name}/", f"{post}/.", CPU)):
+        assert registry.get(spelling, load=False) is entry  # one pair, however its sources are spelt
+    with pytest.raises(InputError, match="are the same"):
+        registry.get((str(pre), f"./{pre.name}", CPU))
+    assert len(registry._entries) == 1
+
+
+def test_a_pair_in_use_is_never_evicted_and_loads_reserve_their_room_first(tiny_paths):
+    import threading
+
+    from slr_core.serve.registry import PairEvicted, PairRegistry, ServerBusy
+
+    keys = [(*map(str, tiny_paths(family)), CPU) for family in ("llama", "qwen2", "mistral")]
+    registry = PairRegistry(capacity=2)
+    registry.get(keys[0])
+    with registry.using(keys[0]) as entry:  # another visitor's request in flight
+        registry.get(keys[1])
+        registry.get(keys[2])  # room is made from the idle pair, not from the one in use
+        assert keys[0] in registry and keys[1] not in registry and keys[2] in registry
+        with registry.using(keys[2]):
+            with pytest.raises(ServerBusy, match="in use by other visitors"):
+                registry.get(keys[1])
+        assert registry.get(keys[0], load=False) is entry
+    # Loads at once never hold more pairs than the count: each reserves its slot before loading.
+    registry = PairRegistry(capacity=2)
+    most, errors = [], []
+
+    def load(key):
+        try:
+            registry.get(key)
+        except ServerBusy as error:
+            errors.append(error)
+
+    def watch():
+        while not stop.is_set():
+            most.append(len(registry._entries) + len(registry._reserved))
+
+    stop = threading.Event()
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    threads = [threading.Thread(target=load, args=(key,)) for key in keys]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    stop.set()
+    watcher.join()
+    assert max(most) <= 2 and len(registry._entries) <= 2
+    with pytest.raises(PairEvicted):
+        with registry.using((*map(str, tiny_paths("gemma2")), CPU)):
+            pass
+
+
+def test_the_memory_budget_is_reserved_before_any_weights_load(tiny_paths, monkeypatch):
+    from slr_core.serve.registry import PairRegistry, ServerBusy, pair_bytes
+
+    first, second = [(*map(str, tiny_paths(family)), CPU) for family in ("llama", "qwen2")]
+    registry = PairRegistry(capacity=4)
+    size = pair_bytes(registry.get(first).pair)
+    registry.budget_bytes = size + size // 2  # room for one pair and a half
+    loaded = []
+    real_load_model = models.load_model
+    monkeypatch.setattr(models, "load_model", lambda *a, **k: loaded.append(a[0]) or real_load_model(*a, **k))
+    with registry.using(first):
+        with pytest.raises(ServerBusy):
+            registry.get(second)
+    assert loaded == [] and first in registry  # refused on its estimate, before any weights loaded
+    registry.get(second)  # once the first pair is idle, it makes room
+    assert first not in registry and len(loaded) == 2

@@ -243,7 +243,7 @@ def test_pairs_past_the_memory_budget_are_evicted_and_a_stale_click_is_told_to_l
 
     loads = []
 
-    def load_entry(pre, post, settings, policy=None):
+    def load_entry(pre, post, settings, policy=None, reserve=None):
         loads.append(pre)
         return _fake_entry(4)
 
