@@ -27,10 +27,9 @@ STAGE_LABELS = {
     "post": "Gemma-3-270m base + the demo SFT (LoRA, synthetic data)",
     "dpo": "Gemma-3-270m base + the demo SFT + demo DPO (LoRA, synthetic preferences)",
 }
-STAGE_ADAPTERS = {"post": (ADAPTER_DIR,), "dpo": (ADAPTER_DIR, DPO_ADAPTER_DIR)}
 REBUILD = {
-    ADAPTER_DIR: "python scripts/train_demo_adapter.py",
-    DPO_ADAPTER_DIR: "python scripts/train_dpo_adapter.py",
+    "demo_adapter": "python scripts/train_demo_adapter.py",
+    "demo_dpo_adapter": "python scripts/train_dpo_adapter.py",
 }
 # Bump when the snapshot layout changes, so an old cached folder is not reused.
 SNAPSHOT_FORMAT = 1
@@ -95,6 +94,12 @@ def _build_snapshot(folder: Path) -> None:
     cache.write_model_snapshot(folder, model.state_dict(), config, tokenizer)
 
 
+def stage_adapters(which: str) -> tuple[Path, ...]:
+    """The adapter folders merged, in training order, to make the demo stage `which`."""
+    # Read at call time, so a moved folder (a test's monkeypatch) is honoured.
+    return {"pre": (), "post": (ADAPTER_DIR,), "dpo": (ADAPTER_DIR, DPO_ADAPTER_DIR)}[which]
+
+
 def pair_label(pre: str, post: str) -> str:
     """What a pair of demo stages is, named for what each is; the first demo pair keeps its label."""
     if (pre, post) == ("pre", "post"):
@@ -107,7 +112,7 @@ def load_demo_model(which: str, dtype: torch.dtype, device: torch.device) -> tup
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     _check_which(which)
-    adapters = STAGE_ADAPTERS.get(which, ())
+    adapters = stage_adapters(which)
     for folder in adapters:
         _check_adapter(folder)  # before the slow base load, so a missing adapter fails fast
     base_dir = demo_base_dir()
@@ -126,7 +131,7 @@ def _check_adapter(folder: Path = ADAPTER_DIR) -> None:
     if missing:
         raise SourceError(
             f"This demo model needs its LoRA adapter, but {', '.join(missing)} is missing from "
-            f"{folder}. Restore assets/{folder.name} from git, or rebuild it with `{REBUILD[folder]}`."
+            f"{folder}. Restore assets/{folder.name} from git, or rebuild it with `{REBUILD.get(folder.name, 'the training scripts in scripts/')}`."
         )
 
 
@@ -140,7 +145,7 @@ def demo_fingerprint(which: str) -> str:
     """A stable identity of the demo model `which`, for cache keys; cheap on repeated calls."""
     _check_which(which)
     parts = [f"demo-pre/gguf-sha256={_gguf_package().EXPECTED_SHA256}/f{SNAPSHOT_FORMAT}"]
-    for folder in STAGE_ADAPTERS.get(which, ()):
+    for folder in stage_adapters(which):
         _check_adapter(folder)
         # The SFT adapter's lines keep their old form, so the demo:post fingerprint is unchanged.
         prefix = "" if folder == ADAPTER_DIR else f"{folder.name}/"
