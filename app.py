@@ -35,9 +35,9 @@ from slr_core.models.settings import Settings
 from slr_core.report.evaluation_figure import evaluation_figure
 from slr_core.report.evaluation_plan import progress_markdown
 from slr_core.report.summary import sweep_status
-from slr_core.serve import session
+from slr_core.serve import admission, pair_compare, session
 from slr_core.serve.compare import ComparePanel, checked_request, open_panel
-from slr_core.serve.launch import launch_settings, preload
+from slr_core.serve.launch import DELETE_CACHE, MAX_UPLOAD, launch_settings, preload
 from slr_core.serve.registry import FairLock, LoadedPair, PairRegistry
 from slr_core.serve.session import SessionView
 from slr_core.serve.workbench import Workbench
@@ -163,12 +163,15 @@ class Page:
         }
 
     @visitor_errors
-    def slice_lambda(self, view: SessionView, layers: str) -> dict:
-        """Put the chosen hybrid's lambda slice (lambda = 0 ... 1) on the trade-off plot."""
+    def slice_lambda(self, view: SessionView, layers: str) -> Iterator[dict]:
+        """Put the chosen hybrid's lambda slice (lambda = 0 ... 1) on the trade-off plot, point by point."""
         require_pair(view)
-        restoration = view.restoration(layers, 1.0)
-        view.lambda_slice = (restoration.label, lambda_points(view.key, restoration, view.landscape.post))
-        return {self.tradeoff: view.tradeoff()}
+        restoration, key = view.restoration(layers, 1.0), view.key
+        for points in lambda_points(key, restoration, view.slice_reference()):
+            if view.key != key:
+                return  # another pair is shown: its plot must not get this pair's slice
+            view.lambda_slice = (restoration.label, points)
+            yield {self.tradeoff: view.tradeoff()}
 
     def pick_preset(self, name: str) -> dict:
         """Fill the source boxes from a preset (custom leaves them as typed)."""
@@ -272,13 +275,30 @@ class Page:
         progress(0.1, desc=f"Writing hybrid {restoration.label}")
         command = f"SLR Explorer app: export hybrid {restoration.label} of {entry.pair.label}"
         try:
-            archive = publish_archive(
-                entry.pair, restoration, export_root(), landscape, view.q_fraction, command, POLICY
-            )
+            with REGISTRY.using(view.key):  # never evicted while it is written
+                archive = publish_archive(
+                    entry.pair, restoration, export_root(), landscape, view.q_fraction, command, POLICY
+                )
         except (SLRError, OSError) as error:
             raise gr.Error(f"Export failed: {error}") from error
         note = f"Exported hybrid {restoration.label} to the server's export folder as `{archive.name}`."
         return {self.export_file: gr.update(value=str(archive), visible=True), self.export_note: note}
+
+    @visitor_errors
+    def compare_pairs(self, view: SessionView, choice: str) -> dict:
+        """The shown landscape beside a shipped one: maps, Δ maps, both fronts and both picks."""
+        entry = require_pair(view)
+        label, second = pair_compare.second_landscape(choice)
+        drawn = pair_compare.compare_with(
+            view.landscape, entry.pair.label, second, label, view.q_fraction, view.shown_rule
+        )
+        maps = dict(zip(self.pair_maps, drawn["maps"], strict=True))
+        return {
+            **maps,
+            self.pair_note: drawn["note"],
+            self.pair_fronts: drawn["fronts"],
+            self.pair_picks: drawn["picks"],
+        }
 
     @visitor_errors
     def evaluate(self, view, task, quick, temperatures, seed, progress=TRACKED_PROGRESS) -> Iterator[dict]:
@@ -315,7 +335,7 @@ def build_page() -> Page:
     """The whole page and its events; the Page holds every component and `demo`, the Blocks."""
     gr.set_static_paths([str(PLOTLY_JS), str(export_root())])
     page = Page()
-    with gr.Blocks(title="SLR Explorer") as page.demo:
+    with gr.Blocks(title="SLR Explorer", delete_cache=DELETE_CACHE) as page.demo:
         lay_out(page)
         wire(page)
     return page
@@ -367,7 +387,8 @@ def wire(page: Page) -> None:
     # A mode not swept yet changes the sweep token, which starts its sweep (and stops the last mode's).
     mode_outputs = [*view_outputs, page.sweep_status, page.sweep_token]
     page.restore.change(page.change_mode, [page.view, page.restore], mode_outputs, **light)
-    page.slice_button.click(page.slice_lambda, [page.view, page.layers], [page.tradeoff], **sampling)
+    sliced = page.slice_button.click(page.slice_lambda, [page.view, page.layers], [page.tradeoff], **sampling)
+    page.slice_stop.click(None, None, None, cancels=[sliced], queue=False)  # closing it stops the slice
     export = [page.export_file, page.export_note]
     page.export_button.click(
         page.export_selected,
@@ -375,10 +396,12 @@ def wire(page: Page) -> None:
         export,
         **POLICY.concurrency("export"),
     )
+    comparison = [*page.pair_maps, page.pair_note, page.pair_fronts, page.pair_picks]
+    page.pair_compare_button.click(page.compare_pairs, [page.view, page.second_pair], comparison, **light)
     evaluation = [page.evaluation_table, page.evaluation_plot, page.evaluation_text]
     evaluation += [page.evaluation_status, page.stop_evaluation]
     running = page.evaluate_button.click(
-        page.evaluate, [page.view, *page.evaluation], evaluation, **POLICY.concurrency("sweep"),
+        page.evaluate, [page.view, *page.evaluation], evaluation, **POLICY.concurrency("evaluate"),
         show_progress_on=[page.evaluation_status],  # the rows that arrived stay readable
     )  # fmt: skip
     page.stop_evaluation.click(
@@ -413,11 +436,13 @@ def main(argv: list[str] | None = None) -> int:
     threading.Thread(target=embedding_dissimilarity, args=(["warm", "up"],), daemon=True).start()
     demo = build_app()
     demo.queue(default_concurrency_limit=DEFAULT_CONCURRENCY, max_size=POLICY.queue_max_size)
+    admission.install(demo._queue, admission.Limits(heavy_total=POLICY.queue_max_size))  # per visitor
     css = (ASSETS / "app.css").read_text()
     theme = gr.themes.Soft(primary_hue="orange", neutral_hue="slate")
     demo.launch(
-        server_name=args.host, server_port=args.port, allowed_paths=[str(export_root())], css=css, theme=theme
-    )
+        server_name=args.host, server_port=args.port, allowed_paths=[str(export_root())], css=css, theme=theme,
+        max_file_size=MAX_UPLOAD,
+    )  # fmt: skip
     return 0
 
 

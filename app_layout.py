@@ -10,6 +10,7 @@ import gradio as gr
 from slr_core.models.settings import DEFAULT_Q_FRACTION
 from slr_core.serve import session
 from slr_core.serve.compare import MODEL_TITLES, samples_html
+from slr_core.serve.pair_compare import second_pair_choices
 from slr_core.serve.session import SessionView
 from slr_core.slr.landscape import DEFAULT_RULE
 
@@ -81,7 +82,9 @@ def lay_out(page) -> None:
                 with gr.Accordion("Any layers, or a fraction λ", open=False):
                     page.layers = gr.Textbox("", label="layers (e.g. 3,5,9-11; empty: the interval)")
                     page.fraction = gr.Slider(0.05, 1.0, 1.0, step=0.05, label="λ: (1-λ)·post + λ·pre")
-                    page.slice_button = gr.Button("λ slice 0…1 on the trade-off plot", size="sm")
+                    with gr.Row():
+                        page.slice_button = gr.Button("λ slice 0…1 on the trade-off plot", size="sm")
+                        page.slice_stop = gr.Button("Stop the slice", size="sm", variant="stop")
                 with gr.Row():
                     page.best_button = gr.Button("Select best ★", size="sm")
                     page.compare_button = gr.Button("Compare", variant="primary", size="sm")
@@ -125,6 +128,8 @@ def lay_out(page) -> None:
                         gr.Markdown(elem_classes=["slr-stats"]),
                         gr.Plot(show_label=False, visible=False),
                     )
+    with gr.Tab("Compare pairs"):
+        lay_out_pair_comparison(page)
     with gr.Tab("Evaluate"):
         gr.Markdown((ASSETS / "evaluate.md").read_text())
         with gr.Row():
@@ -145,3 +150,25 @@ def lay_out(page) -> None:
         page.evaluation_table = gr.Dataframe(label="Results", wrap=True, visible=False)
         page.evaluation_plot = gr.Plot(show_label=False, visible=False)
         page.evaluation_text = gr.Markdown()
+
+
+def lay_out_pair_comparison(page) -> None:
+    """Compare with another pair: per metric a row of the shown pair's map, the second's and their Δ."""
+    gr.Markdown("### Compare with another pair")
+    choices = second_pair_choices()
+    with gr.Row(equal_height=True):
+        page.second_pair = gr.Dropdown(
+            choices,
+            value=choices[0][1] if choices else None,
+            label="Second pair (a shipped landscape)",
+            scale=4,
+        )
+        page.pair_compare_button = gr.Button("Compare with this pair", variant="primary", scale=1)
+    page.pair_note = gr.Markdown(elem_id="slr-pair-note")
+    page.pair_maps = []
+    for _ in range(3):  # D, strict Q, stop
+        with gr.Row():
+            page.pair_maps += [gr.Plot(show_label=False) for _ in range(3)]
+    with gr.Row():
+        page.pair_fronts = gr.Plot(show_label=False)
+        page.pair_picks = gr.Markdown(elem_id="slr-pair-picks")

@@ -17,6 +17,7 @@ from slr_core.errors import InputError, SLRError
 
 SEED_MAX = 2**32 - 1  # the range every RNG takes (numpy's is the narrowest)
 TEMPERATURE_MAX = 5.0
+MAX_TEMPERATURES = 8  # an evaluation runs every method at each: more would hold the device for hours
 
 
 def _bad(name: str, text: str) -> InputError:
@@ -76,6 +77,23 @@ def seed(value, name: str = "seed") -> int:
 def temperature(value, name: str = "temperature") -> float:
     """A sampling temperature: 0 < T <= 5."""
     return real_number(value, name, 0.0, TEMPERATURE_MAX, low_open=True)
+
+
+def temperatures(values, name: str = "temperatures") -> list[float]:
+    """A list of sampling temperatures: each 0 < T <= 5, repeats dropped, sorted, 1 to MAX_TEMPERATURES.
+
+    Repeats would repeat the same work (the API can send [1.0] * 200), so they count once."""
+    if isinstance(values, (str, bytes)) or not hasattr(values, "__iter__"):
+        raise _bad(name, f"needs a list of numbers, got {values!r}.")
+    values = list(values)
+    if len(values) > 64 * MAX_TEMPERATURES:  # refuse a huge list before converting each entry
+        raise _bad(name, f"takes at most {MAX_TEMPERATURES} different values, got a list of {len(values)}.")
+    unique = sorted({temperature(value) for value in values})
+    if not unique:
+        raise _bad("", "Pick at least one temperature.")
+    if len(unique) > MAX_TEMPERATURES:
+        raise _bad(name, f"takes at most {MAX_TEMPERATURES} different values, got {len(unique)}.")
+    return unique
 
 
 def q_fraction(value, name: str = "q_min fraction") -> float:

@@ -10,6 +10,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+from fake_hub import fake_hub  # noqa: E402, F401 (a fixture: a fake Hub on localhost)
 from tiny_pairs import make_pair  # noqa: E402
 
 from slr_core.cache import cache_root  # noqa: E402

@@ -20,12 +20,12 @@ from dataclasses import asdict, dataclass
 
 from tqdm.auto import tqdm
 
-from slr_core import cache
+from slr_core import cache, inputs
 from slr_core.downstream import qa_data, writing_data
 from slr_core.downstream.qa import QA_METRICS, evaluate_qa
 from slr_core.downstream.sampling import SamplingSettings
 from slr_core.downstream.writing import WRITING_METRICS, evaluate_writing
-from slr_core.errors import SLRError
+from slr_core.errors import InputError, SLRError
 from slr_core.models.hosting import HostedPolicy
 from slr_core.models.loading import ModelPair
 from slr_core.models.settings import DEFAULT_Q_FRACTION
@@ -137,9 +137,10 @@ def item_count(task: str, quick: bool) -> int:
 
 
 def _check(temperatures, settings: EvalSettings, seed: int) -> list[SamplingSettings]:
-    temperatures = [float(t) for t in temperatures]
-    if not temperatures:
-        raise EvaluationError("Give at least one temperature.")
+    try:  # distinct (a repeat would rerun the same work), at most inputs.MAX_TEMPERATURES
+        temperatures = inputs.temperatures(temperatures)
+    except InputError as error:
+        raise EvaluationError(str(error)) from error
     if settings.num_samples < 2 or (settings.num_items is not None and settings.num_items < 1):
         raise EvaluationError(f"Need at least one item and two samples per item, got {settings}.")
     try:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, nullcontext
 
 from slr_core import cache
 from slr_core.crc.prompts import EncodedPrompts, crc_means
@@ -26,27 +28,43 @@ def lambda_slice(
     use_cache: bool = True,
 ) -> dict[float, Point]:
     """CRC of the restoration at each fraction lambda (0 is the post-trained model), cached per point."""
+    return dict(lambda_points(pair, encoded, restoration, post, lambdas, use_cache))
+
+
+def lambda_points(
+    pair: ModelPair,
+    encoded: EncodedPrompts,
+    restoration: Restoration,
+    post: Point | None = None,
+    lambdas: tuple[float, ...] = LAMBDAS,
+    use_cache: bool = True,
+    turn: AbstractContextManager | None = None,
+) -> Iterator[tuple[float, Point]]:
+    """The slice one point at a time, each computed inside its own `turn` (e.g. the app's device lock),
+    so others get the device between points and closing the generator (a visitor left) stops it.
+
+    `post` is the post-trained model's point on the same full prompt set, or None to compute it."""
+    turn = turn or nullcontext()
     context = context_id(pair, encoded)
     batch = make_batch(encoded, pair.tokenizer.pad_token_id, pair.device)
-    end_ids, points = end_of_turn_ids(pair.tokenizer), {}
+    end_ids = end_of_turn_ids(pair.tokenizer)
     reference = Reference(pair.post, batch)  # every blend replays the post model's layer calls
     for fraction in lambdas:
         if fraction == 0 and post is not None:
-            points[fraction] = post
+            yield fraction, post
             continue
         key = cache.result_key(context, f"lambda/{restoration.mode}/{restoration.span}/{fraction:.4f}")
         stored = cache.get_result(key) if use_cache else None
         if stored:
-            points[fraction] = Point(*(stored[metric] for metric in METRICS))
+            yield fraction, Point(*(stored[metric] for metric in METRICS))
             continue
-        model = (
-            pair.post
-            if fraction == 0
-            else build_restored(pair, dataclasses.replace(restoration, fraction=fraction))
-        )
-        points[fraction] = Point(
-            *crc_means(model_scores(model, encoded, batch, end_ids, reference=reference))
-        )
+        with turn:
+            model = (
+                pair.post
+                if fraction == 0
+                else build_restored(pair, dataclasses.replace(restoration, fraction=fraction))
+            )
+            point = Point(*crc_means(model_scores(model, encoded, batch, end_ids, reference=reference)))
         if use_cache:
-            cache.put_result(key, dataclasses.asdict(points[fraction]))
-    return points
+            cache.put_result(key, dataclasses.asdict(point))
+        yield fraction, point

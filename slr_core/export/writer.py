@@ -10,6 +10,7 @@ import dataclasses
 import hashlib
 import os
 import re
+import secrets
 import shlex
 import shutil
 import time
@@ -48,6 +49,7 @@ from slr_core.slr.intervals import check_interval
 from slr_core.slr.landscape import CSV_COLUMNS, Landscape
 
 SHARD_SIZE = "5GB"  # the Hub's customary shard size; one file for anything smaller
+MIN_EXPORT_SECONDS = 30 * 60  # an export is never evicted for room before its visitor could fetch it
 NAME_STEM_LENGTH = 48  # keeps export folder names well under filesystem limits
 FILES_ALLOWANCE = 64 * 2**20  # tokenizer (Gemma's tokenizer.json is 33 MB), card, configs, landscape
 
@@ -166,7 +168,14 @@ def _make_parent(parent: Path) -> None:
 def _write_hybrid(folder: Path, pair: ModelPair, restoration: Restoration, max_shard_size: str | int) -> None:
     # The hybrid shares its tensors with both models (blends aside); save_pretrained only reads them.
     hybrid = build_restored(pair, restoration)
-    hybrid.save_pretrained(folder, max_shard_size=max_shard_size)
+    # In the checkpoint's own dtype: split weights are bfloat16 while a lambda blend is held in the
+    # compute dtype, and an export never widens (or mixes) the dtype it was given.
+    weights = pair.weights_dtype
+    state = {
+        name: tensor.to(weights) if tensor.is_floating_point() else tensor
+        for name, tensor in hybrid.state_dict().items()
+    }
+    hybrid.save_pretrained(folder, max_shard_size=max_shard_size, state_dict=state)
     pair.tokenizer.save_pretrained(folder)  # with its chat template
 
 
@@ -293,7 +302,9 @@ def publish_archive(
     root = Path(root).expanduser().resolve()
     _make_parent(root)  # made if missing, and checked writable
     interval = restoration.interval or (restoration.layers[0], restoration.layers[-1])
-    folder = root / export_name(pair, interval, restoration)
+    # A random tail: the fingerprints are public, so a name from them alone could be guessed and
+    # downloaded by anyone; each export gets its own name, known only to the visitor who asked.
+    folder = root / f"{export_name(pair, interval, restoration)}-{secrets.token_hex(8)}"
     estimate = export_bytes(pair)
     kept = estimate if policy.hosted else 2 * estimate  # the zip, or the folder and the zip
     prune_exports(root, policy, incoming=kept, keep=(folder.name, f"{folder.name}.zip"))
@@ -329,7 +340,8 @@ def prune_exports(
     root: str | Path, policy: HostedPolicy, incoming: int = 0, keep: tuple[str, ...] = ()
 ) -> list[Path]:
     """Remove exports older than the policy's expiry, then the oldest ones until `incoming` more bytes
-    fit the quota; `keep` names are never removed. The removed paths; an ExportError if it cannot fit."""
+    fit the quota, never one younger than MIN_EXPORT_SECONDS (its visitor may not have downloaded it
+    yet); `keep` names are never removed. The removed paths; an ExportError if it cannot fit."""
     root = Path(root)
     quota, ttl = policy.export_quota_bytes, policy.export_ttl_seconds
     if quota is not None and incoming > quota:
@@ -342,10 +354,17 @@ def prune_exports(
     used = sum(size for _, _, size in entries)
     for path, modified, size in entries:
         expired = ttl is not None and now - modified > ttl
-        if expired or (quota is not None and used + incoming > quota):
+        crowded = quota is not None and used + incoming > quota and now - modified >= MIN_EXPORT_SECONDS
+        if expired or crowded:
             _remove(path)
             removed.append(path)
             used -= size
+    if quota is not None and used + incoming > quota:
+        raise ExportError(
+            f"The export folder is full of recent exports ({_gb(used)} of the {_gb(quota)} quota, "
+            f"SLR_EXPORT_QUOTA_GB), each kept at least {MIN_EXPORT_SECONDS // 60} minutes so its visitor "
+            "can download it: try again in a few minutes, or export locally with the CLI."
+        )
     return removed
 
 

@@ -15,7 +15,14 @@ from dataclasses import dataclass
 
 from slr_core.errors import InputError, SourceError
 from slr_core.models.presets import PRESETS
-from slr_core.models.sources import HUB_ID, Source, parameter_count, parse_source
+from slr_core.models.sources import (
+    DEMO_SPECS,
+    HUB_ID,
+    Source,
+    config_parameter_count,
+    parameter_count,
+    parse_source,
+)
 
 GIB = 2**30
 
@@ -48,11 +55,16 @@ SETTINGS = (
 )
 # Gradio concurrency per kind of event (concurrency_id -> how many run at once); not settings, but
 # stated here once: sampling and sweeps share one device lock, so more would only queue behind it.
-CONCURRENCY = {"view": 8, "sample": 2, "load": 4, "sweep": 1, "export": 1}
+# The evaluation has a slot of its own, so a long evaluation never holds back a pair's sweep.
+CONCURRENCY = {"view": 8, "sample": 2, "load": 4, "sweep": 1, "evaluate": 1, "export": 1}
 DEFAULT_CONCURRENCY = 2  # the queue's default_concurrency_limit, for events without a kind
 SUFFIXES = {"": 1, "K": 10**3, "M": 10**6, "B": 10**9}
 # Local paths, .gguf files and dot segments (a Hub-shaped "org/.." is a folder to transformers).
 PATH_LIKE = re.compile(r"^[./~]|\\|\.gguf$|(^|/)\.\.?(/|@|$)", re.IGNORECASE)
+# A revision: a branch, tag or commit name, in segments separated by single slashes (refs/pr/7), none
+# of them empty, "." or ".." (checked apart: segment_ok), and no second "@".
+REVISION = re.compile(r"^[A-Za-z0-9_][\w.+-]*(/[\w.+-]+)*$", re.ASCII)
+MAX_SOURCE_CHARS = 200  # Hub ids are at most 96 characters; a revision name adds a few dozen
 
 
 class HostedModeError(SourceError):
@@ -108,26 +120,47 @@ class HostedPolicy:
         spec = (spec or "").strip()
         if not self.hosted or not spec:
             return parse_source(spec)  # open, or empty (which parse_source refuses with its own words)
-        if spec in self.operator_sources or spec in ("demo:pre", "demo:post"):
+        if spec in self.operator_sources or spec in DEMO_SPECS:
             return parse_source(spec)  # the operator's own pair (any kind), or the bundled demo
+        if len(spec) > MAX_SOURCE_CHARS:
+            raise HostedModeError(
+                f"A model source is at most {MAX_SOURCE_CHARS} characters long; this one has {len(spec)}."
+            )
         if PATH_LIKE.search(spec):
             raise HostedModeError(
                 f"Hosted mode does not load local files, folders or .gguf files ('{spec}'). "
                 f"{self._choices()} To load your own files, run SLR Explorer locally."
             )
-        repo, _, revision = spec.partition("@")
-        if not (HUB_ID.match(repo) and self._allowed(spec)):
+        repo, at, revision = spec.partition("@")
+        if at and not revision_ok(revision):
+            raise HostedModeError(
+                f"'{revision}' is not a revision name: give a branch, tag or commit after a single @ "
+                "(e.g. org/name@main), without empty, '.' or '..' parts."
+            )
+        if not (HUB_ID.match(repo) and self._allowed(repo, revision if at else None)):
             raise HostedModeError(
                 f"Hosted mode loads only the presets and the Hub models this server allows; '{spec}' is "
                 f"not among them. {self._choices()} Run SLR Explorer locally to load any model."
             )
-        return Source(spec, "hub", repo, revision or None, anonymous=not self._trusted(spec))
+        anonymous = not self._trusted(spec)
+        return Source(spec, "hub", repo, revision or None, anonymous=anonymous, hub_only=True)
 
-    def _allowed(self, spec: str) -> bool:
-        # A revision must be allowed by name ("org/*@v1"): "org/*" alone would let "*" match
-        # "@refs/pr/1", a branch anyone may open on a public repo.
-        patterns = [p for p in self.allowed if "@" in p or "@" not in spec]
-        return self._trusted(spec) or any(fnmatch.fnmatchcase(spec, p) for p in patterns)
+    def _allowed(self, repo: str, revision: str | None) -> bool:
+        # Name and revision are matched apart, so a glob in the name never reaches past the "@". A
+        # revision must be allowed by name ("org/*@v1"): "org/*" alone would let a visitor pick
+        # "refs/pr/1", a branch anyone may open on a public repo.
+        spec = repo if revision is None else f"{repo}@{revision}"
+        if self._trusted(spec):
+            return True
+        for pattern in self.allowed:
+            name, at, revisions = pattern.partition("@")
+            if not fnmatch.fnmatchcase(repo, name):
+                continue
+            if (revision is None and not at) or (
+                revision is not None and at and fnmatch.fnmatchcase(revision, revisions)
+            ):
+                return True
+        return False
 
     def _trusted(self, spec: str) -> bool:
         # The operator named these exactly (a preset, or a glob-free allow-list entry): their token may
@@ -141,23 +174,28 @@ class HostedPolicy:
         return f"Choose a preset{extra}."
 
     def check_size(self, source: Source) -> int | None:
-        """Refuse a Hub model over max_params, counted from the Hub's safetensors metadata before any
-        download; the count, or None when no cap applies. Hub errors pass through (models.reading)."""
+        """Refuse a Hub model over max_params before any weights download, counted both from the Hub's
+        safetensors metadata and from its config.json (the model built on the meta device: what loading
+        allocates, however few tensors the files hold); the larger count, or None when no cap applies.
+        Pin the source first, so the files counted are the files loaded. Hub errors pass through."""
         from huggingface_hub.errors import NotASafetensorsRepoError
 
         if self.max_params is None or source.kind != "hub":
             return None
         try:
-            count = parameter_count(source)
+            counts = {"its safetensors metadata": parameter_count(source)}
         except NotASafetensorsRepoError as error:
             raise HostedModeError(
                 f"'{source.spec}' has no safetensors weights on the Hub, so its size cannot be checked "
                 "before downloading (SLR_MAX_PARAMS): choose a model published as safetensors."
             ) from error
+        if counts["its safetensors metadata"] <= self.max_params:
+            counts["its config.json"] = config_parameter_count(source)
+        by, count = max(counts.items(), key=lambda item: item[1])
         if count > self.max_params:
             mode = "Hosted mode" if self.hosted else "This server"
             raise HostedModeError(
-                f"'{source.spec}' has {format_count(count)} parameters (by its safetensors metadata); "
+                f"'{source.spec}' has {format_count(count)} parameters (by {by}); "
                 f"{mode} loads models of at most {format_count(self.max_params)} (SLR_MAX_PARAMS). "
                 "Choose a smaller model, or run SLR Explorer locally."
             )
@@ -176,6 +214,12 @@ class HostedPolicy:
     def concurrency(self, kind: str) -> dict:
         """Gradio event keywords for a kind of event in CONCURRENCY: its id and its limit."""
         return {"concurrency_id": kind, "concurrency_limit": CONCURRENCY[kind]}
+
+
+def revision_ok(revision: str) -> bool:
+    """Whether `revision` names a branch, tag or commit: REVISION's form, no "." or ".." part, no "@"."""
+    parts = revision.split("/")
+    return bool(REVISION.match(revision)) and not any(part in (".", "..") for part in parts)
 
 
 def format_count(count: int) -> str:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,19 +13,21 @@ from safetensors import SafetensorError
 from torch import nn
 
 from slr_core.errors import IncompatibleModelsError, SourceError
+from slr_core.models import precision
 from slr_core.models.architectures import decoder_layers, describe, text_config
 from slr_core.models.device_maps import map_identity
 from slr_core.models.hosting import HostedPolicy
 from slr_core.models.placement import post_placement, pre_placement
-from slr_core.models.settings import Settings
-from slr_core.models.sources import Source, check_reachable, fingerprint, parse_source, pin
+from slr_core.models.settings import Settings, auto_cuda_compute
+from slr_core.models.sources import Source, check_reachable, fingerprint, parse_source, pin, snapshot
 
 
 def load_model(source: Source, settings: Settings, placement: dict | None = None) -> tuple[nn.Module, object]:
-    """Load a causal LM and its tokenizer; `placement` (device_map, max_memory) overrides the settings'."""
+    """Load a causal LM and its tokenizer, its weights in the settings' weights dtype (load_pair then
+    splits the compute dtype off: precision.split); `placement` (device_map, max_memory) overrides."""
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
-    dtype, device = settings.torch_dtype, settings.torch_device
+    dtype, device = settings.torch_weights_dtype, settings.torch_device
     if source.kind == "demo":
         from slr_core.models.demo import load_demo_model
 
@@ -33,9 +35,15 @@ def load_model(source: Source, settings: Settings, placement: dict | None = None
     location, extra = source.location, {"trust_remote_code": settings.trust_remote_code}
     if source.kind == "gguf":
         location, extra["gguf_file"] = str(Path(location).parent), Path(location).name
-    if source.pinned_revision:
+    if source.hub_only:
+        # Downloaded first by Hub id, with the source's token only (none for a visitor's choice), then
+        # read offline: no library call (transformers' tokenizer lists repo files) can add a token.
+        with reading(source, "files"):
+            location = str(snapshot(source))
+        extra.update(local_files_only=True, trust_remote_code=False)
+    elif source.pinned_revision:
         extra["revision"] = source.pinned_revision
-    if source.anonymous:
+    if source.anonymous and not source.hub_only:
         extra["token"] = False  # a visitor's choice on a hosted server: never the operator's token
     if placement is None:
         placement = {"device_map": settings.device_map} if settings.device_map else {}
@@ -45,11 +53,26 @@ def load_model(source: Source, settings: Settings, placement: dict | None = None
     with reading(source, "tokenizer"):
         tokenizer = AutoTokenizer.from_pretrained(location, **extra)
     with reading(source, "weights", settings):
-        model = AutoModelForCausalLM.from_pretrained(location, dtype=dtype, **extra, **placement)
+        weights = {"use_safetensors": True} if source.hub_only else {}
+        model, info = AutoModelForCausalLM.from_pretrained(
+            location, dtype=dtype, output_loading_info=True, **weights, **extra, **placement
+        )
         if "device_map" not in placement:
             model.to(device)
+    if source.hub_only and info.get("missing_keys"):
+        raise SourceError(missing_message(source, sorted(info["missing_keys"])))
     model.eval()
     return model, tokenizer
+
+
+def missing_message(source: Source, missing: list[str]) -> str:
+    """Why a checkpoint whose tensors do not cover its model is refused (hosted mode: never random weights)."""
+    shown = ", ".join(missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
+    return (
+        f"The weights of '{source.spec}' do not cover the model its config.json describes: {len(missing)} "
+        f"tensors are missing ({shown}). Hosted mode never fills them with random weights: choose a "
+        "complete checkpoint."
+    )
 
 
 # What reading a model can raise for a bad, damaged or too large source; anything else is a bug to see whole.
@@ -77,11 +100,14 @@ def load_message(source: Source, part: str, error: Exception, settings: Settings
 
     if caused_by(torch.cuda.OutOfMemoryError, MemoryError) or _says_out_of_memory(causes):
         where = (
-            f" on {settings.torch_device} in {settings.torch_dtype}".replace("torch.", "") if settings else ""
+            f" on {settings.torch_device} in {settings.torch_weights_dtype}".replace("torch.", "")
+            if settings
+            else ""
         )
         return (
             f"Not enough memory to load {name}{where} ({reason}). Free memory, or choose a smaller model, "
-            "a smaller dtype (--dtype bfloat16) or another device."
+            "half-precision weights (--weights-dtype bfloat16, float32 compute kept), a smaller dtype "
+            "(--dtype bfloat16) or another device."
         )
     if source.anonymous and caused_by(hub.RepositoryNotFoundError):  # gated repos are a subclass
         return (
@@ -184,8 +210,19 @@ class ModelPair:
 
     @property
     def dtype(self) -> torch.dtype:
-        """The dtype the pair runs in."""
-        return next(self.post.parameters()).dtype
+        """The dtype the pair computes in."""
+        return precision.compute_dtype(self.post)
+
+    @property
+    def weights_dtype(self) -> torch.dtype:
+        """The dtype the pair keeps its weights in (narrower than `dtype` when split)."""
+        return precision.weights_dtype(self.post)
+
+    @property
+    def precision(self) -> str:
+        """'float32', or 'float32 on bfloat16 weights' when the weights are kept narrower."""
+        compute, weights = (str(d).replace("torch.", "") for d in (self.dtype, self.weights_dtype))
+        return compute if compute == weights else f"{compute} on {weights} weights"
 
     @property
     def attention(self) -> str:
@@ -200,6 +237,8 @@ class ModelPair:
 
         (torch, transformers and the sweep's code are keyed by cache.result_key, for every pair.)"""
         fields = [self.pre_fingerprint, self.post_fingerprint, str(self.dtype), self.device.type]
+        if self.weights_dtype != self.dtype:  # kept narrower: its own context (unsplit keys unchanged)
+            fields.append(f"weights={self.weights_dtype}")
         placement = map_identity(self.settings.device_map)
         return "|".join([*fields, f"attn={self.attention}", *([f"map={placement}"] if placement else [])])
 
@@ -214,6 +253,9 @@ class ModelPair:
             "pre_fingerprint": self.pre_fingerprint,
             "post_fingerprint": self.post_fingerprint,
             "dtype": str(self.dtype).replace("torch.", ""),
+            "weights_dtype": str(self.weights_dtype).replace("torch.", ""),
+            # Marked, so no reader takes its numbers for float32 ones (they carry that dtype's rounding).
+            "half_precision": self.dtype in (torch.bfloat16, torch.float16),
             "device": self.device.type,
             "attention": self.attention,
             "torch": torch.__version__,
@@ -301,24 +343,44 @@ def check_same_vocabulary(pre_tokenizer, post_tokenizer) -> None:
 
 
 def load_pair(
-    pre: str, post: str, settings: Settings | None = None, policy: HostedPolicy | None = None
+    pre: str,
+    post: str,
+    settings: Settings | None = None,
+    policy: HostedPolicy | None = None,
+    reserve: Callable[[int], None] | None = None,
 ) -> ModelPair:
     """Load and check a pre/post pair; the tokenizer comes from the post-trained source.
 
-    `policy` (default: open) decides which sources may load, their size cap and Hub token."""
+    `policy` (default: open) decides which sources may load, their size cap and Hub token; `reserve`
+    is told the bytes the weights will take (estimated_bytes) after the checks, before any weights load,
+    and may refuse by raising (the app's registry reserves its memory budget so)."""
     settings, policy = settings or Settings(), policy or HostedPolicy()
     pre_source, post_source = policy.source(pre), policy.source(post)
+    if pre_source == post_source and policy.hosted:
+        raise SourceError(
+            f"The pre-trained and post-trained sources are the same ('{pre}'): every hybrid would equal "
+            "the model itself. Give the base model and its post-trained counterpart."
+        )
+    checked, counts = [], []
     for source in (post_source, pre_source):
         check_reachable(source)
+        # The commit first, resolved once: what the size check counts, both loads download and the
+        # fingerprints name, even if a branch moves in between.
+        source = pinned(source)
         with reading(source, "safetensors metadata"):  # from the Hub's metadata, before any weights download
-            policy.check_size(source)
-    # The commits, resolved before loading, are what both loads download and the fingerprints name.
-    pre_source, post_source = pinned(pre_source), pinned(post_source)
+            counts.append(policy.check_size(source))
+        checked.append(source)
+    post_source, pre_source = checked
+    if reserve is not None:
+        reserve(sum(estimated_bytes(s, c, settings) for s, c in zip(checked, counts)))
     post_model, tokenizer = load_model(post_source, settings, post_placement(settings))
     describe(post_model)  # fail early, before loading the second model
     # Module for module where the post-trained model is, so a restored layer sits where it replaces.
     pre_model, pre_tokenizer = load_model(pre_source, settings, pre_placement(post_model, settings))
     check_compatible(pre_model, post_model, pre_tokenizer, tokenizer)
+    compute = _compute_dtype(settings, post_model)
+    for model in (post_model, pre_model):
+        precision.split(model, settings.torch_weights_dtype, compute)
     from slr_core.models.chat import ensure_chat_template
 
     ensure_chat_template(tokenizer, post_model.config.model_type)
@@ -326,6 +388,31 @@ def load_pair(
     pair.pre_fingerprint, pair.post_fingerprint = fingerprint(pre_source), fingerprint(post_source)
     pair.label = _label(pre_source, post_source)
     return pair
+
+
+def _compute_dtype(settings: Settings, model: nn.Module) -> torch.dtype:
+    # auto on CUDA: float32 compute where it fits beside both models' weights, else bfloat16.
+    if not settings.auto_compute:
+        return settings.torch_dtype
+    device = model.get_input_embeddings().weight.device
+    largest = max(sum(p.numel() for p in unit.parameters()) for unit in precision.units(model))
+    chosen = auto_cuda_compute(torch.cuda.mem_get_info(device)[0], largest)
+    weights = settings.torch_weights_dtype  # never narrower than the weights (an explicit float32)
+    return chosen if chosen.itemsize >= weights.itemsize else weights
+
+
+def estimated_bytes(source: Source, count: int | None, settings: Settings) -> int:
+    """About how many bytes a model's weights take once loaded: its parameter count (when the size check
+    gave one) in the settings' dtype, else its local weight files' size; 0 when neither is known."""
+    if count is not None:
+        return count * settings.torch_dtype.itemsize
+    path = Path(source.location)
+    if source.kind == "gguf":
+        return path.stat().st_size
+    if source.kind == "folder":
+        files = [*path.glob("*.safetensors")] or [*path.glob("*.bin")]
+        return sum(file.stat().st_size for file in files)
+    return 0
 
 
 def pinned(source: Source) -> Source:
@@ -336,9 +423,9 @@ def pinned(source: Source) -> Source:
 
 def _label(pre: Source, post: Source) -> str:
     if pre.kind == post.kind == "demo":
-        from slr_core.models.demo import DEMO_LABEL
+        from slr_core.models.demo import pair_label
 
-        return DEMO_LABEL
+        return pair_label(pre.location, post.location)
     return f"{pre.spec} (pre-trained) / {post.spec} (post-trained)"
 
 

@@ -11,6 +11,8 @@ from urllib.parse import urlparse
 
 from slr_core.errors import SourceError
 
+# The demo's stages (models/demo.py): base, base + SFT, base + SFT + DPO.
+DEMO_SPECS = ("demo:pre", "demo:post", "demo:dpo")
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 
 
@@ -27,6 +29,9 @@ class Source:
     commit: str | None = None
     # A visitor's choice on a hosted server: loaded without the operator's Hub token (hosting.py).
     anonymous: bool = False
+    # Chosen on a hosted server: a Hub id only (a same-named local folder never shadows it), pinned by
+    # the Hub's API, loaded from a snapshot downloaded first, every weight required (hosting.py).
+    hub_only: bool = False
 
     @property
     def token(self) -> bool | None:
@@ -40,13 +45,15 @@ class Source:
 
 
 def parse_source(spec: str) -> Source:
-    """Classify a user's model string: demo:pre|post, a .gguf file, a folder, or hub id[@rev]."""
+    """Classify a user's model string: demo:pre|post|dpo, a .gguf file, a folder, or hub id[@rev]."""
     spec = spec.strip()
     if not spec:
         raise SourceError("A model source is empty: give a hub id, a local folder or a .gguf file.")
     if spec.startswith("demo:"):
-        if spec not in ("demo:pre", "demo:post"):
-            raise SourceError(f"Unknown demo model '{spec}': use demo:pre or demo:post.")
+        if spec not in DEMO_SPECS:
+            raise SourceError(
+                f"Unknown demo model '{spec}': use demo:pre (base), demo:post (SFT) or demo:dpo (DPO on SFT)."
+            )
         return Source(spec, "demo", spec.split(":", 1)[1])
     path = Path(spec).expanduser()
     if spec.endswith(".gguf"):
@@ -108,15 +115,74 @@ def pin(source: Source) -> Source:
     """A Hub source with its revision resolved to a commit (fetching config.json only); others as is."""
     if source.kind != "hub" or source.commit:
         return source
-    return replace(source, commit=_hub_commit(source))
+    return replace(source, commit=hub_commit(source) if source.hub_only else _hub_commit(source))
+
+
+# What a hosted snapshot downloads: configs, safetensors weights and tokenizer files; never pickled
+# weights (*.bin), .gguf files or code (*.py), which hosted mode never reads.
+SNAPSHOT_FILES = ("*.json", "*.safetensors", "tokenizer.model", "*.tiktoken", "*.txt", "*.jinja")
+
+
+def _hub_kwargs(source: Source) -> dict:
+    # Read at each call (not at import), and passed explicitly, so no call falls back to a default
+    # endpoint, cache or token: the token is exactly what the source says (False: none at all).
+    from huggingface_hub import constants
+
+    return {"endpoint": constants.ENDPOINT, "token": source.token}
+
+
+def hub_commit(source: Source) -> str:
+    """The commit a Hub source's revision names now, from the Hub's API (a local folder is never read)."""
+    from huggingface_hub import HfApi
+
+    kwargs = _hub_kwargs(source)
+    api = HfApi(endpoint=kwargs["endpoint"])
+    return api.model_info(source.location, revision=source.revision, token=kwargs["token"]).sha
+
+
+def hub_file(source: Source, filename: str) -> Path:
+    """One file of a pinned Hub source, downloaded into the Hub cache with the source's token only."""
+    from huggingface_hub import constants, hf_hub_download
+
+    path = hf_hub_download(
+        source.location, filename, revision=source.pinned_revision, cache_dir=constants.HF_HUB_CACHE,
+        **_hub_kwargs(source),
+    )  # fmt: skip
+    return Path(path)
+
+
+def snapshot(source: Source) -> Path:
+    """The pinned Hub source's files (SNAPSHOT_FILES) in a local folder, downloaded with its token only;
+    loading then reads that folder with local_files_only, so no library call can reach the Hub again."""
+    from huggingface_hub import constants, snapshot_download
+
+    folder = snapshot_download(
+        source.location, revision=source.pinned_revision, allow_patterns=list(SNAPSHOT_FILES),
+        cache_dir=constants.HF_HUB_CACHE, **_hub_kwargs(source),
+    )  # fmt: skip
+    return Path(folder)
 
 
 def parameter_count(source: Source) -> int:
     """A Hub model's parameter count from its safetensors metadata (file headers only, no weights)."""
-    from huggingface_hub import get_safetensors_metadata
+    import huggingface_hub
 
-    metadata = get_safetensors_metadata(source.location, revision=source.pinned_revision, token=source.token)
+    metadata = huggingface_hub.get_safetensors_metadata(
+        source.location, revision=source.pinned_revision, token=source.token
+    )
     return sum(metadata.parameter_count.values())
+
+
+def config_parameter_count(source: Source) -> int:
+    """Parameters of the model a Hub source's config.json describes, built on the meta device (no memory,
+    no weights): what loading would allocate, however few tensors the checkpoint holds."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    config = AutoConfig.from_pretrained(str(hub_file(source, "config.json").parent), trust_remote_code=False)
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(config, trust_remote_code=False)
+    return sum(parameter.numel() for parameter in model.parameters())
 
 
 def check_reachable(source: Source, timeout: float = 3.0) -> None:

@@ -70,7 +70,7 @@ def hover_texts(landscape: Landscape) -> list[list[str]]:
     """Per cell [i][j]: the interval, then Q, strict Q, stop rate and D, each with its change vs post."""
     size = landscape.num_layers
     texts = [["" for _ in range(size)] for _ in range(size)]
-    post = landscape.post
+    post, half = landscape.post, half_precision(landscape)
     for (start, end), point in landscape.intervals.items():
         lines = [f"<b>[{start}, {end}]</b>: restores {end - start + 1} layer(s)"]
         for metric in METRICS:
@@ -78,8 +78,16 @@ def hover_texts(landscape: Landscape) -> list[list[str]]:
             lines.append(f"{METRIC_SYMBOLS[metric]} = {_value(getattr(point, metric), reference)}")
         if (start, end) in landscape.coarse:
             lines.append(f"<i>first look: {_coarse_prompts(landscape)}, Q and D only; refining</i>")
+        if half:
+            lines.append(f"<i>{half}</i>")
         texts[start][end] = "<br>".join(lines)
     return texts
+
+
+def half_precision(landscape: Landscape) -> str:
+    """'computed in bfloat16 (half precision)' for a half-precision landscape, else ''."""
+    dtype = landscape.meta.get("dtype")
+    return f"computed in {dtype} (half precision)" if dtype in ("bfloat16", "float16") else ""
 
 
 def _coarse_prompts(landscape: Landscape) -> str:
@@ -104,6 +112,8 @@ def heatmap_figure(
         title = f"{title} (first look on {_coarse_prompts(landscape)}; refining)"
     elif landscape.intervals and np.isnan(z).all():
         title = f"{title} (not computed for this landscape)"
+    if half_precision(landscape):
+        title = f"{title} · {half_precision(landscape)}"
     heatmap = go.Heatmap(
         z=z,
         x=layers,
@@ -301,7 +311,15 @@ def tradeoff_figure(
         "strict Q (valid answer, then the reply ends)" if rule == "strict" else "Q (mass on valid answers)"
     )
     figure.update_layout(
-        **base_layout(f"{symbol} vs diversity of every interval ({rule} rule)", height),
+        **base_layout(
+            " · ".join(
+                filter(
+                    None,
+                    [f"{symbol} vs diversity of every interval ({rule} rule)", half_precision(landscape)],
+                )
+            ),
+            height,
+        ),
         xaxis={"title": {"text": "D (diversity over valid answers)"}},
         yaxis={"title": {"text": y_title}},
         legend={"orientation": "h", "y": -0.18, "x": 0, "font": {"size": 11}},

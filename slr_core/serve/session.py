@@ -132,10 +132,8 @@ def evaluation_plan(view: SessionView, pair: ModelPair | None, task: str, quick:
 
 
 def evaluation_settings(temperatures, seed) -> tuple[list[float], int]:
-    """Checked temperatures (sorted, at least one) and seed of an evaluation request."""
-    if not temperatures:
-        raise InputError("Pick at least one temperature.")
-    return sorted(inputs.temperature(t) for t in temperatures), inputs.seed(seed)
+    """Checked temperatures (sorted, distinct, 1 to inputs.MAX_TEMPERATURES) and seed of an evaluation request."""
+    return inputs.temperatures(temperatures or []), inputs.seed(seed)
 
 
 @dataclass
@@ -175,6 +173,13 @@ class SessionView:
             self.landscapes[self.mode] = self.landscape
         self.mode, self.landscape, self.lambda_slice = check_mode(mode), landscape, None
         self.generation += 1
+
+    def slice_reference(self) -> Point | None:
+        """The post-trained point a lambda slice may reuse at lambda = 0: only one from the full prompt
+        set (during a first look it is on a few prompts, and the slice's other points are on all)."""
+        if self.landscape is None or "post" in self.landscape.coarse:
+            return None
+        return self.landscape.post
 
     def restoration(self, layers: str = "", fraction: float = 1.0) -> Restoration:
         """What compare and export use: typed layers (e.g. '3,5,9-11') or the selection, in the shown mode."""
@@ -350,5 +355,5 @@ def pair_markdown(pair: ModelPair) -> str:
     return (
         f"**{html.escape(pair.label)}**\n\n"
         f"{pair.num_layers} decoder layers · pre-trained `{pair.pre_source.spec}` · "
-        f"post-trained `{pair.post_source.spec}` · {str(pair.dtype).replace('torch.', '')} on {pair.device.type}"
+        f"post-trained `{pair.post_source.spec}` · {pair.precision} on {pair.device.type}"
     )

@@ -14,6 +14,7 @@ import threading
 import time
 import zipfile
 from dataclasses import replace
+from pathlib import Path
 
 import gradio as gr
 import numpy as np
@@ -524,8 +525,12 @@ def test_registry_loads_a_pair_once_for_concurrent_visitors(sources, tiny_paths)
 def test_export_writes_a_zip_only_into_the_operator_folder(page, swept_view, tmp_path, monkeypatch):
     monkeypatch.setenv("SLR_EXPORT_DIR", str(tmp_path / "exports"))
     update = wired(page, "export_selected", page.export_selected(swept_view, 1, 2))
-    archive = tmp_path / "exports" / f"{export_name(app.REGISTRY.get(swept_view.key).pair, (1, 2))}.zip"
-    assert update[page.export_file]["value"] == str(archive) and update[page.export_file]["visible"] is True
+    archive = Path(update[page.export_file]["value"])
+    name = export_name(app.REGISTRY.get(swept_view.key).pair, (1, 2))
+    assert archive.parent == tmp_path / "exports" and re.fullmatch(
+        re.escape(name) + r"-[0-9a-f]{16}\.zip", archive.name
+    )
+    assert update[page.export_file]["visible"] is True
     assert "[1, 2]" in update[page.export_note]
     with zipfile.ZipFile(archive) as opened:
         names = opened.namelist()
@@ -675,6 +680,6 @@ def test_compare_and_export_a_partial_fractional_set(page, swept_view, tmp_path,
     with pytest.raises(gr.Error, match="Cannot read layers"):
         next(page.compare(swept_view, CRC_PROMPT, 2, 0.1, 1.0, 6, 3, False, "2-1", 1.0))
     swept_view.selected = (1, 2)
-    sliced = wired(page, "slice_lambda", page.slice_lambda(swept_view, ""))
+    sliced = wired(page, "slice_lambda", list(page.slice_lambda(swept_view, ""))[-1])
     names = [trace["name"] for trace in sliced[page.tradeoff].to_dict()["data"]]
     assert "[1, 2] MLP only, λ = 0 … 1" in names and "Proxy-Soup (α = 0 … 1)" in names

@@ -84,7 +84,8 @@ def _no_download(monkeypatch) -> None:
         raise AssertionError("nothing may be downloaded before the size check")
 
     monkeypatch.setattr(models, "check_reachable", lambda source: None)
-    monkeypatch.setattr(sources, "_hub_commit", refuse)
+    monkeypatch.setattr(sources, "hub_commit", lambda source: "c" * 40)  # pinned first: metadata only
+    monkeypatch.setattr(sources, "snapshot", refuse)
     monkeypatch.setattr(models, "load_model", refuse)
 
 
