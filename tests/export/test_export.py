@@ -478,3 +478,15 @@ def test_export_names_never_collide_across_pairs_and_restorations(tiny_pair):
     assert len(set(names)) == len(pairs) * len(restorations)
     again = export_name(dataclasses.replace(pairs[0]), (1, 2), interval_restoration(1, 2))
     assert again == names[0]  # and the same export keeps its name
+
+
+def test_mergekit_names_sources_that_resolve_off_the_server():
+    from slr_core.export.mergekit_config import mergekit_reference
+    from slr_core.models.sources import parse_source
+
+    # The demo pair: paths inside the export, not the server's cache or the repo's adapter folder.
+    assert mergekit_reference(parse_source("demo:pre"), "demo:pre")[0] == "demo-base"
+    assert mergekit_reference(parse_source("demo:post"), "demo:post")[0] == "demo-base+demo-adapter"
+    # A hub id: pinned to the commit that was loaded.
+    hub = Source("org/model", "hub", "org/model")
+    assert mergekit_reference(hub, "hub:org/model@0123abcd")[0] == "org/model@0123abcd"
