@@ -85,8 +85,8 @@ def running_app(
                 urllib.request.urlopen(url, timeout=2).close()
                 break
             except OSError:
-                if time.monotonic() - began > 150:
-                    pytest.fail(f"the app did not start in 150 s:\n{log_path.read_text()[-3000:]}")
+                if time.monotonic() - began > 300:  # a busy shared CPU: imports alone can take minutes
+                    pytest.fail(f"the app did not start in 300 s:\n{log_path.read_text()[-3000:]}")
                 time.sleep(0.5)
         TIMINGS.setdefault("app start (s)", round(time.monotonic() - began, 1))
         yield url
