@@ -147,7 +147,9 @@ def lay_out(page) -> None:
         page.evaluation_plan = gr.Markdown(elem_id="slr-evaluation-plan")
         page.evaluation_status = gr.Markdown(elem_id="slr-evaluation-status")
         # Hidden until the first step's rows arrive: no empty table or plot frame before a run.
-        page.evaluation_table = gr.Dataframe(label="Results", wrap=True, visible=False)
+        page.evaluation_table = gr.Dataframe(
+            label="Results", wrap=True, visible=False, elem_id="slr-evaluation-table"
+        )
         page.evaluation_plot = gr.Plot(show_label=False, visible=False)
         page.evaluation_text = gr.Markdown()
 
