@@ -31,7 +31,7 @@ start() {  # start a container on the volume; print "page S pair S" (seconds aft
 }
 
 snapshot() {  # the demo snapshot's config file and its modification time, inside the container
-  docker exec "$NAME" sh -c 'find /data "$HOME/data" -name model.safetensors -path "*/models/*" -printf "%p %T@\n" 2>/dev/null' | sort
+  docker exec "$NAME" sh -c 'find /data "$HOME/data" -name model.safetensors -path "*/models/*" -printf "%p %T@\n" 2>/dev/null; true' | sort
 }
 
 cleanup
