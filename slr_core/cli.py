@@ -382,22 +382,9 @@ def cmd_evaluate(args) -> None:
 
 
 def cmd_demo_base(args) -> None:
-    import shutil
-    from pathlib import Path
+    from slr_core.models.demo import write_demo_base
 
-    from slr_core.errors import InputError
-    from slr_core.files import replace_folder, staging_folder
-    from slr_core.models.demo import demo_base_dir
-
-    target = Path(args.out).expanduser().resolve()
-    if target.exists() and (not target.is_dir() or any(target.iterdir())):
-        raise InputError(f"{target} already exists and is not empty: name a new folder.")
-    source = demo_base_dir()  # built from the GGUF package on first use (about a minute)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = staging_folder(target)
-    shutil.copytree(source, staging, dirs_exist_ok=True)
-    replace_folder(staging, target)
-    print(f"wrote the demo's base model to {target}")
+    print(f"wrote the demo's base model to {write_demo_base(args.out)}")
 
 
 def cmd_presets(_args) -> None:

@@ -67,6 +67,24 @@ def demo_base_dir() -> Path:
     return folder
 
 
+def write_demo_base(out: str | Path) -> Path:
+    """Copy the demo's base model into the new (or empty) folder `out`, e.g. for an export's mergekit.yaml."""
+    import shutil
+
+    from slr_core.errors import InputError
+    from slr_core.files import replace_folder, staging_folder
+
+    target = Path(out).expanduser().resolve()
+    if target.exists() and (not target.is_dir() or any(target.iterdir())):
+        raise InputError(f"{target} already exists and is not empty: name a new folder.")
+    source = demo_base_dir()  # built from the GGUF package on first use (about a minute)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = staging_folder(target)
+    shutil.copytree(source, staging, dirs_exist_ok=True)
+    replace_folder(staging, target)
+    return target
+
+
 def _assemble_gguf() -> Path:
     package = _gguf_package()
     target = cache.cache_root() / "gguf" / package.MODEL_NAME

@@ -149,19 +149,15 @@ def heatmap_figure(
     if best is not None and low_stop(landscape.intervals.get(best)):
         # Said next to the star, on every map: the pick's replies mostly run on after the answer.
         stop = landscape.intervals[best].stop
-        figure.add_annotation(
-            x=best[1],
-            y=best[0],
-            text=f"⚠ stop {format_number(stop, 3)}: replies rarely end",
-            showarrow=True,
-            arrowhead=2,
-            ax=-60 if best[1] > size / 2 else 60,
-            ay=-28 if best[0] > 1 else 28,
-            bgcolor="rgba(255, 244, 214, 0.95)",
-            bordercolor="#b45309",
-            font={"size": 11, "color": "#7c2d12"},
-            name="low-stop",
+        text, offset = (
+            f"⚠ stop {format_number(stop, 3)}: replies rarely end",
+            (-60 if best[1] > size / 2 else 60),
         )
+        style = {"bgcolor": "rgba(255, 244, 214, 0.95)", "bordercolor": "#b45309", "name": "low-stop"}
+        figure.add_annotation(
+            x=best[1], y=best[0], text=text, arrowhead=2, ax=offset, ay=-28 if best[0] > 1 else 28,
+            font={"size": 11, "color": "#7c2d12"}, **style,
+        )  # fmt: skip
     if selected is not None:
         shapes.append(_interval_shape(selected, SELECTED_COLOUR))
     tick_step = max(1, math.ceil(size / 12))
