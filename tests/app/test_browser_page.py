@@ -32,7 +32,8 @@ pytestmark = pytest.mark.browser
 IN_VIEW = "el => { const r = el.getBoundingClientRect(); return r.top >= 0 && r.top < window.innerHeight; }"
 # A results cell with this text is on top where it is drawn (no progress overlay covers it).
 READABLE = """text => {
-  const cell = [...document.querySelectorAll('#slr-evaluation-table td')].find(td => td.innerText.includes(text));
+  const table = document.querySelector('#slr-evaluation-table');
+  const cell = [...table.querySelectorAll('*')].find(e => !e.children.length && e.textContent.trim() === text);
   if (!cell) return false;
   const box = cell.getBoundingClientRect();
   const hit = document.elementFromPoint(box.left + box.width / 2, box.top + box.height / 2);
@@ -83,6 +84,7 @@ def test_the_evaluate_tab_plans_a_run_then_stops_it_and_keeps_its_rows(page):  #
     status.filter(has_text="1 / ").wait_for(timeout=300_000)
     table.filter(has_text="Post-trained").wait_for(timeout=30_000)
     table.scroll_into_view_if_needed()
+    page.screenshot(path=str(ARTIFACTS / "browser-evaluate-running.png"))
     assert page.evaluate(READABLE, "Post-trained")  # the rows that arrived are not covered meanwhile
     page.get_by_role("button", name="Stop").click()
     status.filter(has_text="Stopped").wait_for(timeout=30_000)
