@@ -18,6 +18,8 @@ TASK_NAMES = {"qa": "open-ended QA", "writing": "creative writing"}
 def _minutes(seconds: float) -> str:
     if seconds >= 2 * 3600:
         return f"{seconds / 3600:.0f} h"
+    if seconds < 60:
+        return "under a minute"
     return f"{seconds / 60:.0f} min" if seconds >= 90 else f"{seconds:.0f} s"
 
 

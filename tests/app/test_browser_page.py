@@ -33,11 +33,13 @@ IN_VIEW = "el => { const r = el.getBoundingClientRect(); return r.top >= 0 && r.
 # A results cell with this text is on top where it is drawn (no progress overlay covers it).
 READABLE = """text => {
   const table = document.querySelector('#slr-evaluation-table');
-  const cell = [...table.querySelectorAll('*')].find(e => !e.children.length && e.textContent.trim() === text);
-  if (!cell) return false;
-  const box = cell.getBoundingClientRect();
-  const hit = document.elementFromPoint(box.left + box.width / 2, box.top + box.height / 2);
-  return cell.contains(hit);
+  const cells = [...table.querySelectorAll('*')].filter(e => !e.children.length && e.textContent.trim() === text);
+  return cells.some(cell => {
+    const box = cell.getBoundingClientRect();
+    if (!box.width || !box.height) return false;  // a hidden copy (e.g. the cell's editor)
+    const hit = document.elementFromPoint(box.left + box.width / 2, box.top + box.height / 2);
+    return hit !== null && (cell.contains(hit) || hit.contains(cell));
+  });
 }"""
 BADGES = "[...document.querySelectorAll('.slr-samples')].map(c => c.innerText)"
 
