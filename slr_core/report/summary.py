@@ -162,7 +162,7 @@ def stop_warning(point: Point | None) -> str:
         return ""
     return (
         f"⚠ Low stop rate ({format_number(point.stop, 3)}): after a valid answer its replies end by "
-        f"themselves only {point.stop:.1%} of the time, so most run on past the answer."
+        f"themselves only {format_number(point.stop * 100, 1)}% of the time, so most run on past the answer."
     )
 
 
