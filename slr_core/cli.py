@@ -399,7 +399,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     args.argv = argv  # recorded in outputs so a result names the command that made it
-    handler = globals()[f"cmd_{args.command}"]
+    handler = globals()[f"cmd_{args.command.replace('-', '_')}"]  # demo-base -> cmd_demo_base
     try:
         handler(args)
     except SLRError as error:
