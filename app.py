@@ -428,10 +428,6 @@ def main(argv: list[str] | None = None) -> int:
     print(cache.probe().note(), flush=True)
     if args.pre and not preload(REGISTRY, args.pre, args.post, SETTINGS, explicit=True):
         return 2  # a pair named on the command line that cannot load is a usage error, said at once
-    if not args.pre:  # the default pair loads while the page is served (it says so until it is ready)
-        threading.Thread(
-            target=preload, args=(REGISTRY, *session.default_sources(), SETTINGS, False), daemon=True
-        ).start()
     # Warm the sentence embedder now, so the first comparison does not wait for it.
     threading.Thread(target=embedding_dissimilarity, args=(["warm", "up"],), daemon=True).start()
     demo = build_app()
@@ -441,8 +437,12 @@ def main(argv: list[str] | None = None) -> int:
     theme = gr.themes.Soft(primary_hue="orange", neutral_hue="slate")
     demo.launch(
         server_name=args.host, server_port=args.port, allowed_paths=[str(export_root())], css=css, theme=theme,
-        max_file_size=MAX_UPLOAD,
+        max_file_size=MAX_UPLOAD, prevent_thread_lock=not args.pre,
     )  # fmt: skip
+    if not args.pre:  # loaded once the page is up: a load holding the GIL can fail launch's URL check
+        loading = (REGISTRY, *session.default_sources(), SETTINGS, False)
+        threading.Thread(target=preload, args=loading, daemon=True).start()
+        demo.block_thread()
     return 0
 
 
