@@ -43,7 +43,7 @@ SETTINGS = (
     Setting("SLR_PAIR_MEMORY_GB", "none", "10", "most memory (GiB) the loaded pairs' weights may take"),
     Setting("SLR_EXPORT_QUOTA_GB", "none", "20", "most disk (GiB) the export folder may take"),
     Setting("SLR_EXPORT_TTL_HOURS", "none", "24", "hours an export is kept"),
-    Setting("SLR_QUEUE_MAX", "none", "16", "most requests waiting in the Gradio queue"),
+    Setting("SLR_QUEUE_MAX", "none", "16", "most model computations waiting in the queue, all visitors"),
     Setting("SLR_PROMPT_CHARS", "none", "2000", "longest prompt (characters) a visitor may sample"),
 )
 # Gradio concurrency per kind of event (concurrency_id -> how many run at once); not settings, but
