@@ -235,3 +235,28 @@ def test_the_memory_budget_is_reserved_before_any_weights_load(tiny_paths, monke
     assert loaded == [] and first in registry  # refused on its estimate, before any weights loaded
     registry.get(second)  # once the first pair is idle, it makes room
     assert first not in registry and len(loaded) == 2
+
+
+# ---------------------------------------------------------------- item 5: admission into the queue
+
+
+def test_admission_bounds_each_visitor_and_a_second_sweep_replaces_the_first():
+    from slr_core.serve.admission import Limits, Waiting, client_address, decide
+
+    limits = Limits(heavy_per_session=2, heavy_per_client=3, heavy_total=4, light_per_session=2)
+    sweep = Waiting("e1", "s1", "1.1.1.1", "sweep")
+    refused, replaced = decide([sweep], Waiting("", "s1", "1.1.1.1", "sweep"), limits)
+    assert refused is None and replaced == ["e1"]  # the newer sweep is what the page shows
+    two = [Waiting("a", "s1", "1.1.1.1", "sample"), Waiting("b", "s1", "1.1.1.1", "evaluate")]
+    assert "at most 2 per visitor" in decide(two, Waiting("", "s1", "1.1.1.1", "sample"), limits)[0]
+    three = [Waiting(f"c{k}", f"s{k}", "1.1.1.1", "sample") for k in range(3)]
+    assert "Your address" in decide(three, Waiting("", "s9", "1.1.1.1", "sample"), limits)[0]
+    full = [Waiting(f"d{k}", f"s{k}", f"2.2.2.{k}", "sweep") for k in range(4)]
+    assert "server is busy" in decide(full, Waiting("", "new", "3.3.3.3", "sample"), limits)[0]
+    # A new visitor's page load and redraws are never refused because others filled the queue.
+    assert decide(full + three, Waiting("", "new", "3.3.3.3", "start"), limits) == (None, [])
+    assert decide(full + three, Waiting("", "new", "3.3.3.3", "view"), limits) == (None, [])
+    views = [Waiting(f"v{k}", "s1", "1.1.1.1", "view") for k in range(2)]
+    assert "requests waiting" in decide(views, Waiting("", "s1", "1.1.1.1", "view"), limits)[0]
+    assert client_address({"x-forwarded-for": "6.6.6.6, 5.5.5.5"}, "10.0.0.1") == "5.5.5.5"
+    assert client_address({}, "10.0.0.1") == "10.0.0.1"
