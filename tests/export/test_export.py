@@ -430,8 +430,8 @@ def test_publish_keeps_only_the_zip_in_hosted_mode_and_makes_room_in_the_quota(
         assert f"{archive.stem}/config.json" in opened.namelist()
     opened_mode = publish_archive(tiny_pair, interval_restoration(1, 2), tmp_path / "open", landscape)
     assert sorted(p.name for p in opened_mode.parent.iterdir()) == [
-        archive.stem,
-        archive.name,
+        opened_mode.stem,
+        opened_mode.name,
     ]  # locally: both
 
 

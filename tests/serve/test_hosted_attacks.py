@@ -142,8 +142,10 @@ def test_a_fresh_export_is_never_evicted_for_room_and_names_cannot_be_guessed(ti
     from slr_core.slr.hybrid import interval_restoration
 
     root, estimate = tmp_path / "exports", export_bytes(tiny_pair)
-    policy = HostedPolicy(hosted=True, export_quota_bytes=estimate + estimate // 2)
-    mine = publish_archive(tiny_pair, interval_restoration(1, 2), root, policy=policy)
+    mine = publish_archive(tiny_pair, interval_restoration(1, 2), root, policy=HostedPolicy(hosted=True))
+    # Room for one more export, but not beside mine.
+    size = mine.stat().st_size
+    policy = HostedPolicy(hosted=True, export_quota_bytes=estimate + size // 2)
     assert mine.name != f"{export_name(tiny_pair, (1, 2))}.zip"  # public fingerprints alone do not name it
     with pytest.raises(ExportError, match="full of recent exports.*at least 30 minutes"):
         publish_archive(tiny_pair, interval_restoration(1, 2), root, policy=policy)  # another visitor's
@@ -152,7 +154,7 @@ def test_a_fresh_export_is_never_evicted_for_room_and_names_cannot_be_guessed(ti
     os.utime(mine, (old, old))
     theirs = publish_archive(tiny_pair, interval_restoration(1, 2), root, policy=policy)
     assert sorted(root.iterdir()) == [theirs] and theirs.name != mine.name  # after 30 minutes it may go
-    assert prune_exports(root, policy, incoming=estimate // 2) == []
+    assert prune_exports(root, policy, incoming=size // 4) == []
 
 
 # ---------------------------------------------------------------- item 4: visitors evicting each other
