@@ -34,7 +34,7 @@ from slr_core.models.presets import PRESETS
 from slr_core.models.settings import Settings
 from slr_core.report.evaluation_figure import evaluation_figure
 from slr_core.report.summary import sweep_status
-from slr_core.serve import admission, session
+from slr_core.serve import admission, pair_compare, session
 from slr_core.serve.compare import ComparePanel, checked_request, open_panel
 from slr_core.serve.launch import DELETE_CACHE, MAX_UPLOAD, launch_settings, preload
 from slr_core.serve.registry import FairLock, LoadedPair, PairRegistry
@@ -42,7 +42,7 @@ from slr_core.serve.session import SessionView
 from slr_core.serve.workbench import Workbench
 
 ZERO_GPU = "spaces" in sys.modules and bool(os.environ.get("SPACES_ZERO_GPU"))  # a Hugging Face ZeroGPU Space
-UPDATE_SECONDS = 0.6  # at most this often a running sweep redraws the page
+UPDATE_SECONDS = 0.6  # the least time between a sweep's redraws (session.DRAW_SHARE sets more)
 STREAM_SECONDS = 0.25  # ... and streaming samples update their column
 
 
@@ -235,7 +235,9 @@ class Page:
             prompt, (samples, min_p, temperature, tokens, seed), POLICY.prompt_max_chars
         )
         restoration = view.restoration(layers or "", 1.0 if lam is None else lam)
-        panel = open_panel(entry.pair, restoration, prompt, settings, include_pre)
+        panel = open_panel(
+            entry.pair, restoration, prompt, settings, include_pre, view.crc_point(restoration)
+        )
         header = {self.compare_info: panel.header}
         yield {**header, **self.columns_update(panel, *panel.models)}
         stream = lambda which: stream_column(key, which, restoration, panel.prompt, panel.settings)  # noqa: E731
@@ -279,6 +281,22 @@ class Page:
             raise gr.Error(f"Export failed: {error}") from error
         note = f"Exported hybrid {restoration.label} to the server's export folder as `{archive.name}`."
         return {self.export_file: gr.update(value=str(archive), visible=True), self.export_note: note}
+
+    @visitor_errors
+    def compare_pairs(self, view: SessionView, choice: str) -> dict:
+        """The shown landscape beside a shipped one: maps, Δ maps, both fronts and both picks."""
+        entry = require_pair(view)
+        label, second = pair_compare.second_landscape(choice)
+        drawn = pair_compare.compare_with(
+            view.landscape, entry.pair.label, second, label, view.q_fraction, view.shown_rule
+        )
+        maps = dict(zip(self.pair_maps, drawn["maps"], strict=True))
+        return {
+            **maps,
+            self.pair_note: drawn["note"],
+            self.pair_fronts: drawn["fronts"],
+            self.pair_picks: drawn["picks"],
+        }
 
     @visitor_errors
     def evaluate(self, view, task, quick, temperatures, seed, progress=TRACKED_PROGRESS) -> Iterator[dict]:
@@ -357,6 +375,8 @@ def wire(page: Page) -> None:
         export,
         **POLICY.concurrency("export"),
     )
+    comparison = [*page.pair_maps, page.pair_note, page.pair_fronts, page.pair_picks]
+    page.pair_compare_button.click(page.compare_pairs, [page.view, page.second_pair], comparison, **light)
     evaluation = [page.evaluation_table, page.evaluation_plot, page.evaluation_text]
     page.evaluate_button.click(
         page.evaluate, [page.view, *page.evaluation], evaluation, **POLICY.concurrency("evaluate")

@@ -10,6 +10,7 @@ import gradio as gr
 from slr_core.models.settings import DEFAULT_Q_FRACTION
 from slr_core.serve import session
 from slr_core.serve.compare import MODEL_TITLES, samples_html
+from slr_core.serve.pair_compare import second_pair_choices
 from slr_core.serve.session import SessionView
 from slr_core.slr.landscape import DEFAULT_RULE
 
@@ -125,6 +126,8 @@ def lay_out(page) -> None:
                         gr.Markdown(elem_classes=["slr-stats"]),
                         gr.Plot(show_label=False, visible=False),
                     )
+    with gr.Tab("Compare pairs"):
+        lay_out_pair_comparison(page)
     with gr.Tab("Evaluate"):
         gr.Markdown((ASSETS / "evaluate.md").read_text())
         with gr.Row():
@@ -140,3 +143,25 @@ def lay_out(page) -> None:
         page.evaluation_table = gr.Dataframe(label="Results", wrap=True)
         page.evaluation_plot = gr.Plot(show_label=False)
         page.evaluation_text = gr.Markdown()
+
+
+def lay_out_pair_comparison(page) -> None:
+    """Compare with another pair: per metric a row of the shown pair's map, the second's and their Δ."""
+    gr.Markdown("### Compare with another pair")
+    choices = second_pair_choices()
+    with gr.Row(equal_height=True):
+        page.second_pair = gr.Dropdown(
+            choices,
+            value=choices[0][1] if choices else None,
+            label="Second pair (a shipped landscape)",
+            scale=4,
+        )
+        page.pair_compare_button = gr.Button("Compare with this pair", variant="primary", scale=1)
+    page.pair_note = gr.Markdown(elem_id="slr-pair-note")
+    page.pair_maps = []
+    for _ in range(3):  # D, strict Q, stop
+        with gr.Row():
+            page.pair_maps += [gr.Plot(show_label=False) for _ in range(3)]
+    with gr.Row():
+        page.pair_fronts = gr.Plot(show_label=False)
+        page.pair_picks = gr.Markdown(elem_id="slr-pair-picks")

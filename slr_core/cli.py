@@ -1,4 +1,4 @@
-"""`python -m slr_core`: sweep, merge, best, prompts, bench, export, evaluate."""
+"""`python -m slr_core`: sweep, merge, diff, best, prompts, bench, export, evaluate."""
 
 from __future__ import annotations
 
@@ -23,7 +23,14 @@ def _pair_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--preset", help="a named pair (overrides --pre/--post); see `presets`")
     parser.add_argument("--device", default="auto", choices=DEVICES)
-    parser.add_argument("--dtype", default="auto", choices=DTYPES)
+    parser.add_argument("--dtype", default="auto", choices=DTYPES, help="compute dtype")
+    parser.add_argument(
+        "--weights-dtype",
+        default="auto",
+        choices=DTYPES,
+        help="dtype the weights are kept in, upcast per call to --dtype (bfloat16 with --dtype float32: "
+        "float32 numbers of a bfloat16 checkpoint at half the weight memory)",
+    )
     parser.add_argument(
         "--device-map",
         type=flag(check_device_map),
@@ -69,6 +76,13 @@ def build_parser() -> argparse.ArgumentParser:
     merge = sub.add_parser("merge", help="join the parts of a `sweep --shard K/N` run into one landscape CSV")
     merge.add_argument("parts", nargs="+", metavar="PART", help="every part's CSV (its .meta.json beside it)")
     merge.add_argument("--out", type=flag(output_file), required=True)
+    diff = sub.add_parser(
+        "diff", help="two landscape CSVs on one interval grid: B - A per interval, and picks"
+    )
+    diff.add_argument("first", metavar="A", help="a landscape CSV from `sweep` (its .meta.json beside it)")
+    diff.add_argument("second", metavar="B", help="another, of the same prompt set, restore mode and depth")
+    diff.add_argument("--out", type=flag(output_file), required=True)
+    diff.add_argument("--q-fraction", type=flag(q_fraction), default=DEFAULT_Q_FRACTION)
     best = sub.add_parser("best", help="the selected interval under both rules (max D s.t. quality >= q_min)")
     _pair_arguments(best)
     best.add_argument(
@@ -167,6 +181,7 @@ def _load(args):
     settings = Settings(
         device=args.device,
         dtype=args.dtype,
+        weights_dtype=args.weights_dtype,
         trust_remote_code=args.trust_remote_code,
         device_map=args.device_map,
     )
@@ -222,9 +237,12 @@ def cmd_sweep(args) -> None:
     if args.shard:
         landscape.meta["shard"] = args.shard.provenance(args.intervals, args.soup, pair.num_layers)
     write_csv(landscape, out)
-    print(f"pair: {pair.label}; N = {pair.num_layers} layers; restore: {args.restore}")
+    from slr_core.models.precision import describe_peak
+
+    print(f"pair: {pair.label}; N = {pair.num_layers} layers; restore: {args.restore}; {pair.precision}")
     print(
-        f"loaded in {loaded - started:.1f} s; swept {len(landscape.intervals)} intervals in {swept - loaded:.1f} s"
+        f"loaded in {loaded - started:.1f} s; swept {len(landscape.intervals)} intervals in {swept - loaded:.1f} s; "
+        f"{describe_peak()}"
     )
     if args.shard:
         print(f"shard {args.shard.label}: join all {args.shard.count} parts with `python -m slr_core merge`")
@@ -245,6 +263,17 @@ def cmd_merge(args) -> None:
     )
     _print_summary(landscape, DEFAULT_Q_FRACTION)
     print(f"wrote {args.out}")
+
+
+def cmd_diff(args) -> None:
+    from slr_core.files import write_csv
+    from slr_core.report.difference import DIFF_COLUMNS, Difference, picks_text, read_landscape
+
+    difference = Difference(read_landscape(args.first), read_landscape(args.second))
+    rows = difference.rows()
+    write_csv(args.out, rows, DIFF_COLUMNS)
+    print(picks_text(difference, args.q_fraction))
+    print(f"wrote {len(rows)} intervals (B - A) to {args.out}")
 
 
 def cmd_best(args) -> None:

@@ -129,12 +129,21 @@ def build_tokenizer(folder: Path, vocab_size: int = 300) -> PreTrainedTokenizerF
 
 
 def make_pair(
-    root: Path, family: str, seed: int = 0, layer_shift: float = 0.5, tokenizer_vocab: int = 300
+    root: Path,
+    family: str,
+    seed: int = 0,
+    layer_shift: float = 0.5,
+    tokenizer_vocab: int = 300,
+    dtype: torch.dtype | None = None,
+    config_changes: dict | None = None,
 ) -> tuple[Path, Path]:
-    """Save a random pre model and a post model that differs from it inside decoder layers."""
+    """Save a random pre model and a post model that differs from it inside decoder layers
+    (stored in `dtype` when given, as most released checkpoints are stored in bfloat16)."""
     root = Path(root)
     tokenizer = build_tokenizer(root / "tokenizer", tokenizer_vocab)
     config = tiny_configs(len(tokenizer))[family]
+    for key, value in (config_changes or {}).items():
+        setattr(config.get_text_config(), key, value)
     torch.manual_seed(seed)
     pre = AutoModelForCausalLM.from_config(config)
     post = AutoModelForCausalLM.from_config(config)
@@ -147,6 +156,8 @@ def make_pair(
                 parameter.add_(layer_shift * noise)
     paths = root / f"{family}-pre", root / f"{family}-post"
     for model, path in zip((pre, post), paths):
+        if dtype is not None:
+            model.to(dtype)
         model.save_pretrained(path)
         tokenizer.save_pretrained(path)
     return paths

@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import torch
 from transformers import StoppingCriteria, StoppingCriteriaList
@@ -65,11 +65,19 @@ class Replies:
 
     texts: list[str]
     ended: list[bool]
+    tokens: list[int] = field(
+        default_factory=list
+    )  # each reply's new tokens, its end-of-turn token not counted
 
     @property
     def stop_share(self) -> float:
         """Share of replies that ended by themselves (an end-of-turn token) before the cap."""
         return sum(self.ended) / len(self.ended) if self.ended else float("nan")
+
+    @property
+    def mean_tokens(self) -> float:
+        """Mean reply length in tokens."""
+        return sum(self.tokens) / len(self.tokens) if self.tokens else float("nan")
 
 
 @torch.inference_mode()
@@ -94,9 +102,7 @@ def _generate(model, tokenizer, instruction: str, settings: SamplingSettings, **
         use_cache=True,
         **hooks,
     )
-    new_ids = output[:, input_ids.shape[1] :]
-    ended = [any(t in stop_ids for t in row) for row in new_ids.tolist()]
-    return Replies(_decode(tokenizer, new_ids, stop_ids), ended)
+    return _replies(tokenizer, output[:, input_ids.shape[1] :], stop_ids)
 
 
 def sample(model, tokenizer, instruction: str, settings: SamplingSettings) -> list[str]:
@@ -147,8 +153,8 @@ def stream_samples(
     stop_event: threading.Event | None = None,
     turn: AbstractContextManager | None = None,
     every: float = 0.0,
-) -> Iterator[list[str]]:
-    """The replies as they grow (at most one update per `every` seconds), then `sample`'s final replies.
+) -> Iterator[Replies]:
+    """The replies as they grow (at most one update per `every` seconds), then `sample_replies`' final ones.
 
     Generation runs in a worker thread inside `turn` (e.g. a lock giving the device its turn). Setting
     `stop_event`, or closing this iterator, stops generation at its next token; a stopped run yields
@@ -166,7 +172,7 @@ def stream_samples(
                     updates.put(("done", None))
                     return
                 replies = _generate(model, tokenizer, instruction, settings, **hooks)
-            updates.put(("done", None if stop.is_set() else replies.texts))
+            updates.put(("done", None if stop.is_set() else replies))
         except Exception as error:  # handed to the iterating thread, which raises it
             updates.put(("error", error))
 
@@ -188,18 +194,21 @@ def stream_samples(
             columns.append(payload)
             if time.monotonic() - last_sent >= every:
                 last_sent = time.monotonic()
-                yield _decode(tokenizer, torch.tensor(columns).T, stop_ids)
+                yield _replies(tokenizer, torch.tensor(columns).T, stop_ids)
     finally:
         closed.set()
         worker.join(timeout=JOIN_SECONDS)  # generation ends at its next token (unless still waiting its turn)
 
 
-def _decode(tokenizer, new_ids: torch.Tensor, stop_ids: list[int]) -> list[str]:
-    texts = []
+def _replies(tokenizer, new_ids: torch.Tensor, stop_ids: list[int]) -> Replies:
+    # A reply is cut at its first end-of-turn token; generate pads the rows that ended before the others.
+    texts, ended, tokens = [], [], []
     for row in new_ids.tolist():
-        cut = next((k for k, t in enumerate(row) if t in stop_ids), len(row))
+        cut = next((k for k, t in enumerate(row) if t in stop_ids), None)
         texts.append(tokenizer.decode(row[:cut], skip_special_tokens=True).strip())
-    return texts
+        ended.append(cut is not None)
+        tokens.append(len(row) if cut is None else cut)
+    return Replies(texts, ended, tokens)
 
 
 def sample_statistics(texts: list[str]) -> dict[str, float]:

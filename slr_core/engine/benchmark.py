@@ -13,6 +13,7 @@ from slr_core.engine.stack import Stats
 from slr_core.engine.sweep import sweep_intervals
 from slr_core.models.architectures import block_name, decoder_layers
 from slr_core.models.loading import ModelPair
+from slr_core.models.precision import describe_peak
 from slr_core.slr.intervals import parse_intervals
 
 TOLERANCE = 1e-5
@@ -64,7 +65,7 @@ def run_benchmark(
     """Time sweep and fair naive loop on the same intervals (first-token CRC, strict CRC or both)."""
     wanted = parse_intervals(intervals, pair.num_layers) if intervals else all_intervals(pair.num_layers)
     print(f"pair: {pair.label}; N = {pair.num_layers}; {len(wanted)} intervals x {len(encoded)} prompts")
-    print(f"device {pair.device}, dtype {pair.dtype}, threads {torch.get_num_threads()}")
+    print(f"device {pair.device}, dtype {pair.precision}, threads {torch.get_num_threads()}")
     kinds = {"first-token": [False], "strict": [True], "both": [False, True]}[crc]
     return {
         ("strict" if strict else "first-token"): _compare(pair, encoded, wanted, batch_tokens, strict)
@@ -117,3 +118,4 @@ def _print(figures: dict) -> None:
     agree = figures[f"agree_within_{TOLERANCE:g}"]
     print(f"max |naive - sweep| over per-prompt scores = {figures['max_abs_difference']:.2e}")
     print(f"results agree within {TOLERANCE:g}" if agree else f"RESULTS DISAGREE (tolerance {TOLERANCE:g})")
+    print(describe_peak())

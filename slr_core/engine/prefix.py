@@ -21,6 +21,7 @@ from transformers import DynamicCache
 from slr_core.crc.branches import MASK_NAME, POSITION_NAMES, Batch
 from slr_core.engine.capture import Capture
 from slr_core.errors import UnsupportedArchitectureError
+from slr_core.models import precision
 from slr_core.models.architectures import block_name
 
 CACHE_NAMES = ("past_key_values", "layer_past", "past_key_value")
@@ -49,9 +50,11 @@ def cache_name(cap: Capture) -> str | None:
 
 
 def prefix_is_shared(cap: Capture, prefix: int) -> bool:
-    """Whether every row's prefix states are the same at every layer, as causal attention implies."""
+    """Whether every row's prefix states are the same at every layer, as causal attention implies
+    (in half precision: within a multiple of the model's own rounding noise, cap.noise)."""
+    atol = precision.tolerance(1e-4, cap.noise)
     return all(
-        torch.allclose(h[:, :prefix], h[:1, :prefix].expand_as(h[:, :prefix]), atol=1e-4, rtol=1e-4)
+        torch.allclose(h[:, :prefix], h[:1, :prefix].expand_as(h[:, :prefix]), atol=atol, rtol=1e-4)
         for h in cap.hidden_states
     )
 

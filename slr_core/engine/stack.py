@@ -31,6 +31,7 @@ from slr_core.engine.prefix import (
     recording_cache,
 )
 from slr_core.errors import UnsupportedArchitectureError
+from slr_core.models import precision
 
 State = tuple[torch.Tensor, torch.Tensor]  # (prefix [prefix, d], rest [P, W - prefix, d])
 
@@ -85,8 +86,12 @@ def _disproof(layers, cap: Capture, batch: Batch, layout: Layout) -> str | None:
         return f"{type(error).__name__}: {error}"  # e.g. a layer that cannot take the prefix cache
     plain = kept_positions(cap.hidden_states[-1], batch.keep_index).to(ours.device)
     scale = float(plain.abs().max()) or 1.0
-    gap = float((ours - plain).abs().max())
-    return None if gap <= 1e-4 * scale else f"differs from the recorded pass by {gap:.2e}"
+    gap = float((ours.float() - plain.float()).abs().max())
+    # float32: 1e-4 of the scale, as ever; half precision adds a multiple of the model's own rounding.
+    if gap <= precision.tolerance(1e-4 * scale, cap.noise):
+        return None
+    why = precision.explain(gap, 1e-4 * scale, cap.noise, plain.dtype)
+    return f"differs from the recorded pass by {why}"
 
 
 def _telling_rows(batch: Batch) -> list[int]:
@@ -115,6 +120,7 @@ def _subset(cap: Capture, batch: Batch, rows: list[int]) -> tuple[Capture, Batch
         [{name: pick(v) for name, v in kwargs.items()} for kwargs in cap.kwargs],
         len(rows),
         cap.first_call,
+        cap.noise,
     )
     columns = (getattr(batch, f.name) for f in fields(batch))
     return picked, Batch(*(t.index_select(0, index.to(t.device)) for t in columns))

@@ -34,6 +34,7 @@ from slr_core.engine.capture import (
     replay,
 )
 from slr_core.engine.stack import Engine, State, Stats, choose_layout
+from slr_core.models import precision
 from slr_core.models.architectures import decoder_layers
 from slr_core.models.chat import end_of_turn_ids
 from slr_core.models.loading import ModelPair
@@ -123,7 +124,9 @@ def model_scores(
         cap = cap or capture(model, batch)
     stats.layer_evals += len(cap.args) * cap.num_prompts
     stats.token_layer_evals += len(cap.args) * int(batch.widths.sum())
-    return score_kept(model, kept_positions(cap.hidden_states[-1], batch.keep_index), encoded, end_ids, stats)
+    with precision.head_held(model):
+        kept = kept_positions(cap.hidden_states[-1], batch.keep_index)
+        return score_kept(model, kept, encoded, end_ids, stats)
 
 
 @dataclass
@@ -162,7 +165,7 @@ def sweep_intervals(
     reference = reference or Reference(
         pair.post, make_batch(encoded, pair.tokenizer.pad_token_id, pair.device, branches=strict)
     )
-    batch, end_ids = reference.batch, end_of_turn_ids(pair.tokenizer)
+    batch = reference.batch
     post_layers = list(decoder_layers(pair.post))
     pre_layers = [
         restoring_layer(post, pre, mode) for post, pre in zip(post_layers, decoder_layers(pair.pre))
@@ -176,6 +179,14 @@ def sweep_intervals(
     last_needed = {}
     for start, end in wanted:
         last_needed[start] = max(end, last_needed.get(start, -1))
+    with precision.head_held(pair.post):  # split weights: one float32 head for all the head calls
+        yield from _columns(
+            pair, encoded, wanted, engine, last_needed, post_layers, pre_layers, stats, strict
+        )
+
+
+def _columns(pair, encoded, wanted, engine: Engine, last_needed, post_layers, pre_layers, stats, strict):
+    num_layers, end_ids = pair.num_layers, end_of_turn_ids(pair.tokenizer)
     active: dict[int, State] = {}  # start -> hidden states after pre layers start..j-1
     progress = tqdm(total=len(wanted), desc="CRC sweep", unit="interval", leave=False)
     for end in range(num_layers):

@@ -101,7 +101,7 @@ def mergekit_yaml(pair: ModelPair, start: int, end: int, restoration: Restoratio
     restoration = restoration or interval_restoration(start, end)
     post_ref, post_note = mergekit_reference(pair.post_source, pair.post_fingerprint)
     pre_ref, pre_note = mergekit_reference(pair.pre_source, pair.pre_fingerprint)
-    dtype = str(pair.dtype).replace("torch.", "")
+    dtype = str(pair.weights_dtype).replace("torch.", "")  # the export's own dtype
     # Tensor names as the checkpoints spell them: mergekit reads files, not modules.
     config = filtered_merge(post_ref, pre_ref, restoration_filters(pair, restoration), dtype)
     label = " ".join(pair.label.split())  # one line, so the YAML comment cannot break

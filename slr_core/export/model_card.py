@@ -164,9 +164,18 @@ def _pair_section(pair: ModelPair) -> str:
         f"- Post-trained model (everything else): `{pair.post_source.spec}` "
         f"(fingerprint `{pair.post_fingerprint}`)",
         f"- Architecture: {type(pair.post).__name__}, {pair.num_layers} decoder layers; weights saved "
-        f"in {str(pair.dtype).replace('torch.', '')}",
+        f"in {str(pair.weights_dtype).replace('torch.', '')}",
     ]
-    if pair.post_source.kind == "demo":
+    if pair.post_source.kind == "demo" and pair.post_source.location == "dpo":
+        from slr_core.models.demo import STAGE_LABELS
+
+        lines.append(
+            f"\nThis is one of SLR Explorer's demo pairs: {STAGE_LABELS[pair.pre_source.location]} "
+            f"(pre-trained) and {STAGE_LABELS['dpo']} (post-trained). The base is Gemma 3 270M, dequantized "
+            "from a Q4_K_M GGUF; the SFT and DPO stages are SLR Explorer's own LoRAs trained on synthetic "
+            "data; it is not Google's instruction-tuned Gemma 3 270M."
+        )
+    elif pair.post_source.kind == "demo":
         lines.append(
             "\nThis is SLR Explorer's demo pair. The pre-trained model is Gemma 3 270M (base), "
             "dequantized from a Q4_K_M GGUF. The post-trained model is that base after SLR Explorer's "
@@ -251,8 +260,16 @@ def _prompts_line(meta: dict) -> str:
         return ""
     return (
         f"\nCRC over {meta['num_prompts']} prompts (prompt set `{str(meta.get('prompt_set', ''))[:12]}`), "
-        f"run in {meta.get('dtype', '?')} on {meta.get('device', '?')}."
+        f"run in {meta.get('dtype', '?')} on {meta.get('device', '?')}{_precision_note(meta)}."
     )
+
+
+def _precision_note(meta: dict) -> str:
+    weights = meta.get("weights_dtype")
+    note = f" (weights kept in {weights})" if weights and weights != meta.get("dtype") else ""
+    if meta.get("dtype") in ("bfloat16", "float16"):
+        note += "; a half-precision landscape: its numbers carry that dtype's rounding"
+    return note
 
 
 def _selection_section(landscape: Landscape, picks: dict, start: int, end: int, fraction: float) -> str:

@@ -168,7 +168,14 @@ def _make_parent(parent: Path) -> None:
 def _write_hybrid(folder: Path, pair: ModelPair, restoration: Restoration, max_shard_size: str | int) -> None:
     # The hybrid shares its tensors with both models (blends aside); save_pretrained only reads them.
     hybrid = build_restored(pair, restoration)
-    hybrid.save_pretrained(folder, max_shard_size=max_shard_size)
+    # In the checkpoint's own dtype: split weights are bfloat16 while a lambda blend is held in the
+    # compute dtype, and an export never widens (or mixes) the dtype it was given.
+    weights = pair.weights_dtype
+    state = {
+        name: tensor.to(weights) if tensor.is_floating_point() else tensor
+        for name, tensor in hybrid.state_dict().items()
+    }
+    hybrid.save_pretrained(folder, max_shard_size=max_shard_size, state_dict=state)
     pair.tokenizer.save_pretrained(folder)  # with its chat template
 
 

@@ -1,4 +1,4 @@
-"""The built-in demo pair: Gemma-3-270m base and the same base after the repo's demo LoRA tuning."""
+"""The built-in demo stages: Gemma-3-270m base, the repo's demo SFT (LoRA) on it, and demo DPO on that."""
 
 from __future__ import annotations
 
@@ -15,9 +15,22 @@ from slr_core.models.chat import GEMMA3_CHAT_TEMPLATE
 
 DEMO_LABEL = "Gemma-3-270m base + SLR Explorer's demo instruction tuning (LoRA, synthetic data)"
 PRE_SPEC = "demo:pre"  # the adapter's recorded base model (scripts/train_demo_adapter.py)
+SFT_SPEC = "demo:post"  # the DPO adapter's recorded base model (scripts/train_dpo_adapter.py)
 # Resolved from this file, not the working directory, so the demo works from any cwd.
 ADAPTER_DIR = Path(__file__).resolve().parents[2] / "assets" / "demo_adapter"
+DPO_ADAPTER_DIR = ADAPTER_DIR.parent / "demo_dpo_adapter"
 ADAPTER_FILES = ("adapter_model.safetensors", "adapter_config.json")
+# The stages in training order; each one's model is the previous one with its adapter merged in.
+STAGES = ("pre", "post", "dpo")
+STAGE_LABELS = {
+    "pre": "Gemma-3-270m base",
+    "post": "Gemma-3-270m base + the demo SFT (LoRA, synthetic data)",
+    "dpo": "Gemma-3-270m base + the demo SFT + demo DPO (LoRA, synthetic preferences)",
+}
+REBUILD = {
+    "demo_adapter": "python scripts/train_demo_adapter.py",
+    "demo_dpo_adapter": "python scripts/train_dpo_adapter.py",
+}
 # Bump when the snapshot layout changes, so an old cached folder is not reused.
 SNAPSHOT_FORMAT = 1
 
@@ -81,50 +94,65 @@ def _build_snapshot(folder: Path) -> None:
     cache.write_model_snapshot(folder, model.state_dict(), config, tokenizer)
 
 
+def stage_adapters(which: str) -> tuple[Path, ...]:
+    """The adapter folders merged, in training order, to make the demo stage `which`."""
+    # Read at call time, so a moved folder (a test's monkeypatch) is honoured.
+    return {"pre": (), "post": (ADAPTER_DIR,), "dpo": (ADAPTER_DIR, DPO_ADAPTER_DIR)}[which]
+
+
+def pair_label(pre: str, post: str) -> str:
+    """What a pair of demo stages is, named for what each is; the first demo pair keeps its label."""
+    if (pre, post) == ("pre", "post"):
+        return DEMO_LABEL
+    return f"{STAGE_LABELS[pre]} (pre-trained) / {STAGE_LABELS[post]} (post-trained)"
+
+
 def load_demo_model(which: str, dtype: torch.dtype, device: torch.device) -> tuple:
-    """The demo's pre-trained ("pre") or post-trained ("post") model and its tokenizer."""
+    """The demo stage `which` ("pre", "post" = SFT, "dpo" = DPO on SFT) and its tokenizer."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     _check_which(which)
-    if which == "post":
-        _check_adapter()  # before the slow base load, so a missing adapter fails fast
+    adapters = stage_adapters(which)
+    for folder in adapters:
+        _check_adapter(folder)  # before the slow base load, so a missing adapter fails fast
     base_dir = demo_base_dir()
     tokenizer = AutoTokenizer.from_pretrained(base_dir)
-    # Merge in float32 so the adapter's delta is not rounded before the cast to `dtype`.
+    # Merge in float32 so an adapter's delta is not rounded before the cast to `dtype`.
     model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32)
-    if which == "post":
-        model = _merge_adapter(model)
+    for folder in adapters:  # in training order: the DPO adapter was trained on the merged SFT model
+        model = _merge_adapter(model, folder)
     model = model.to(device=device, dtype=dtype)
     model.eval()
     return model, tokenizer
 
 
-def _check_adapter() -> None:
-    missing = [name for name in ADAPTER_FILES if not (ADAPTER_DIR / name).is_file()]
+def _check_adapter(folder: Path = ADAPTER_DIR) -> None:
+    missing = [name for name in ADAPTER_FILES if not (folder / name).is_file()]
     if missing:
         raise SourceError(
-            f"The demo's post-trained model needs its LoRA adapter, but {', '.join(missing)} "
-            f"is missing from {ADAPTER_DIR}. Restore assets/demo_adapter from git, or rebuild it "
-            f"with `python scripts/train_demo_adapter.py`."
+            f"This demo model needs its LoRA adapter, but {', '.join(missing)} is missing from "
+            f"{folder}. Restore assets/{folder.name} from git, or rebuild it with `{REBUILD.get(folder.name, 'the training scripts in scripts/')}`."
         )
 
 
-def _merge_adapter(model):
+def _merge_adapter(model, folder: Path = ADAPTER_DIR):
     from peft import PeftModel
 
-    return PeftModel.from_pretrained(model, str(ADAPTER_DIR)).merge_and_unload()
+    return PeftModel.from_pretrained(model, str(folder)).merge_and_unload()
 
 
 def demo_fingerprint(which: str) -> str:
     """A stable identity of the demo model `which`, for cache keys; cheap on repeated calls."""
     _check_which(which)
     parts = [f"demo-pre/gguf-sha256={_gguf_package().EXPECTED_SHA256}/f{SNAPSHOT_FORMAT}"]
-    if which == "post":
-        _check_adapter()
+    for folder in stage_adapters(which):
+        _check_adapter(folder)
+        # The SFT adapter's lines keep their old form, so the demo:post fingerprint is unchanged.
+        prefix = "" if folder == ADAPTER_DIR else f"{folder.name}/"
         for name in ADAPTER_FILES:
-            path = ADAPTER_DIR / name
+            path = folder / name
             stat = path.stat()
-            parts.append(f"{name}={_file_sha256(str(path), stat.st_size, stat.st_mtime_ns)}")
+            parts.append(f"{prefix}{name}={_file_sha256(str(path), stat.st_size, stat.st_mtime_ns)}")
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
 
@@ -135,5 +163,5 @@ def _file_sha256(path: str, size: int, mtime_ns: int) -> str:
 
 
 def _check_which(which: str) -> None:
-    if which not in ("pre", "post"):
-        raise ValueError(f"which must be 'pre' or 'post', not {which!r}")
+    if which not in STAGES:
+        raise ValueError(f"which must be one of {', '.join(STAGES)}, not {which!r}")

@@ -15,7 +15,14 @@ from dataclasses import dataclass
 
 from slr_core.errors import InputError, SourceError
 from slr_core.models.presets import PRESETS
-from slr_core.models.sources import HUB_ID, Source, config_parameter_count, parameter_count, parse_source
+from slr_core.models.sources import (
+    DEMO_SPECS,
+    HUB_ID,
+    Source,
+    config_parameter_count,
+    parameter_count,
+    parse_source,
+)
 
 GIB = 2**30
 
@@ -115,7 +122,7 @@ class HostedPolicy:
         spec = (spec or "").strip()
         if not self.hosted or not spec:
             return parse_source(spec)  # open, or empty (which parse_source refuses with its own words)
-        if spec in self.operator_sources or spec in ("demo:pre", "demo:post"):
+        if spec in self.operator_sources or spec in DEMO_SPECS:
             return parse_source(spec)  # the operator's own pair (any kind), or the bundled demo
         if len(spec) > MAX_SOURCE_CHARS:
             raise HostedModeError(

@@ -13,19 +13,21 @@ from safetensors import SafetensorError
 from torch import nn
 
 from slr_core.errors import IncompatibleModelsError, SourceError
+from slr_core.models import precision
 from slr_core.models.architectures import decoder_layers, describe, text_config
 from slr_core.models.device_maps import map_identity
 from slr_core.models.hosting import HostedPolicy
 from slr_core.models.placement import post_placement, pre_placement
-from slr_core.models.settings import Settings
+from slr_core.models.settings import Settings, auto_cuda_compute
 from slr_core.models.sources import Source, check_reachable, fingerprint, parse_source, pin, snapshot
 
 
 def load_model(source: Source, settings: Settings, placement: dict | None = None) -> tuple[nn.Module, object]:
-    """Load a causal LM and its tokenizer; `placement` (device_map, max_memory) overrides the settings'."""
+    """Load a causal LM and its tokenizer, its weights in the settings' weights dtype (load_pair then
+    splits the compute dtype off: precision.split); `placement` (device_map, max_memory) overrides."""
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
-    dtype, device = settings.torch_dtype, settings.torch_device
+    dtype, device = settings.torch_weights_dtype, settings.torch_device
     if source.kind == "demo":
         from slr_core.models.demo import load_demo_model
 
@@ -98,11 +100,14 @@ def load_message(source: Source, part: str, error: Exception, settings: Settings
 
     if caused_by(torch.cuda.OutOfMemoryError, MemoryError) or _says_out_of_memory(causes):
         where = (
-            f" on {settings.torch_device} in {settings.torch_dtype}".replace("torch.", "") if settings else ""
+            f" on {settings.torch_device} in {settings.torch_weights_dtype}".replace("torch.", "")
+            if settings
+            else ""
         )
         return (
             f"Not enough memory to load {name}{where} ({reason}). Free memory, or choose a smaller model, "
-            "a smaller dtype (--dtype bfloat16) or another device."
+            "half-precision weights (--weights-dtype bfloat16, float32 compute kept), a smaller dtype "
+            "(--dtype bfloat16) or another device."
         )
     if source.anonymous and caused_by(hub.RepositoryNotFoundError):  # gated repos are a subclass
         return (
@@ -205,8 +210,19 @@ class ModelPair:
 
     @property
     def dtype(self) -> torch.dtype:
-        """The dtype the pair runs in."""
-        return next(self.post.parameters()).dtype
+        """The dtype the pair computes in."""
+        return precision.compute_dtype(self.post)
+
+    @property
+    def weights_dtype(self) -> torch.dtype:
+        """The dtype the pair keeps its weights in (narrower than `dtype` when split)."""
+        return precision.weights_dtype(self.post)
+
+    @property
+    def precision(self) -> str:
+        """'float32', or 'float32 on bfloat16 weights' when the weights are kept narrower."""
+        compute, weights = (str(d).replace("torch.", "") for d in (self.dtype, self.weights_dtype))
+        return compute if compute == weights else f"{compute} on {weights} weights"
 
     @property
     def attention(self) -> str:
@@ -221,6 +237,8 @@ class ModelPair:
 
         (torch, transformers and the sweep's code are keyed by cache.result_key, for every pair.)"""
         fields = [self.pre_fingerprint, self.post_fingerprint, str(self.dtype), self.device.type]
+        if self.weights_dtype != self.dtype:  # kept narrower: its own context (unsplit keys unchanged)
+            fields.append(f"weights={self.weights_dtype}")
         placement = map_identity(self.settings.device_map)
         return "|".join([*fields, f"attn={self.attention}", *([f"map={placement}"] if placement else [])])
 
@@ -235,6 +253,9 @@ class ModelPair:
             "pre_fingerprint": self.pre_fingerprint,
             "post_fingerprint": self.post_fingerprint,
             "dtype": str(self.dtype).replace("torch.", ""),
+            "weights_dtype": str(self.weights_dtype).replace("torch.", ""),
+            # Marked, so no reader takes its numbers for float32 ones (they carry that dtype's rounding).
+            "half_precision": self.dtype in (torch.bfloat16, torch.float16),
             "device": self.device.type,
             "attention": self.attention,
             "torch": torch.__version__,
@@ -357,6 +378,9 @@ def load_pair(
     # Module for module where the post-trained model is, so a restored layer sits where it replaces.
     pre_model, pre_tokenizer = load_model(pre_source, settings, pre_placement(post_model, settings))
     check_compatible(pre_model, post_model, pre_tokenizer, tokenizer)
+    compute = _compute_dtype(settings, post_model)
+    for model in (post_model, pre_model):
+        precision.split(model, settings.torch_weights_dtype, compute)
     from slr_core.models.chat import ensure_chat_template
 
     ensure_chat_template(tokenizer, post_model.config.model_type)
@@ -364,6 +388,17 @@ def load_pair(
     pair.pre_fingerprint, pair.post_fingerprint = fingerprint(pre_source), fingerprint(post_source)
     pair.label = _label(pre_source, post_source)
     return pair
+
+
+def _compute_dtype(settings: Settings, model: nn.Module) -> torch.dtype:
+    # auto on CUDA: float32 compute where it fits beside both models' weights, else bfloat16.
+    if not settings.auto_compute:
+        return settings.torch_dtype
+    device = model.get_input_embeddings().weight.device
+    largest = max(sum(p.numel() for p in unit.parameters()) for unit in precision.units(model))
+    chosen = auto_cuda_compute(torch.cuda.mem_get_info(device)[0], largest)
+    weights = settings.torch_weights_dtype  # never narrower than the weights (an explicit float32)
+    return chosen if chosen.itemsize >= weights.itemsize else weights
 
 
 def estimated_bytes(source: Source, count: int | None, settings: Settings) -> int:
@@ -388,9 +423,9 @@ def pinned(source: Source) -> Source:
 
 def _label(pre: Source, post: Source) -> str:
     if pre.kind == post.kind == "demo":
-        from slr_core.models.demo import DEMO_LABEL
+        from slr_core.models.demo import pair_label
 
-        return DEMO_LABEL
+        return pair_label(pre.location, post.location)
     return f"{pre.spec} (pre-trained) / {post.spec} (post-trained)"
 
 

@@ -35,10 +35,35 @@ def _olmo2(size: str, release: str) -> list[Preset]:
     ]
 
 
+# The demo's post-training stages, built offline in this repo (models/demo.py): each step and both.
+DEMO_PRESETS = (
+    Preset(
+        "demo (Gemma-3-270m base + demo SFT, offline)",
+        "demo:pre",
+        "demo:post",
+        offline=True,
+        note="demo stage: base vs base + SFT",
+    ),
+    Preset(
+        "demo (Gemma-3-270m base + demo SFT + demo DPO, offline)",
+        "demo:pre",
+        "demo:dpo",
+        offline=True,
+        note="demo stages: base vs base + SFT + DPO",
+    ),
+    Preset(
+        "demo (demo SFT vs demo SFT + DPO, offline)",
+        "demo:post",
+        "demo:dpo",
+        offline=True,
+        note="demo stage: SFT layers restored into the DPO model, so only what DPO changed differs",
+    ),
+)
+
 PRESETS = {
     preset.name: preset
     for preset in (
-        Preset("demo (Gemma-3-270m base + demo SFT, offline)", "demo:pre", "demo:post", offline=True),
+        *DEMO_PRESETS,
         Preset("Gemma-3-270m", "google/gemma-3-270m", "google/gemma-3-270m-it"),
         Preset("Qwen2.5-0.5B", "Qwen/Qwen2.5-0.5B", "Qwen/Qwen2.5-0.5B-Instruct"),
         Preset("SmolLM2-135M", "HuggingFaceTB/SmolLM2-135M", "HuggingFaceTB/SmolLM2-135M-Instruct"),

@@ -11,6 +11,8 @@ from urllib.parse import urlparse
 
 from slr_core.errors import SourceError
 
+# The demo's stages (models/demo.py): base, base + SFT, base + SFT + DPO.
+DEMO_SPECS = ("demo:pre", "demo:post", "demo:dpo")
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 
 
@@ -43,13 +45,15 @@ class Source:
 
 
 def parse_source(spec: str) -> Source:
-    """Classify a user's model string: demo:pre|post, a .gguf file, a folder, or hub id[@rev]."""
+    """Classify a user's model string: demo:pre|post|dpo, a .gguf file, a folder, or hub id[@rev]."""
     spec = spec.strip()
     if not spec:
         raise SourceError("A model source is empty: give a hub id, a local folder or a .gguf file.")
     if spec.startswith("demo:"):
-        if spec not in ("demo:pre", "demo:post"):
-            raise SourceError(f"Unknown demo model '{spec}': use demo:pre or demo:post.")
+        if spec not in DEMO_SPECS:
+            raise SourceError(
+                f"Unknown demo model '{spec}': use demo:pre (base), demo:post (SFT) or demo:dpo (DPO on SFT)."
+            )
         return Source(spec, "demo", spec.split(":", 1)[1])
     path = Path(spec).expanduser()
     if spec.endswith(".gguf"):

@@ -8,7 +8,15 @@ from collections import Counter
 import numpy as np
 import plotly.graph_objects as go
 
-from slr_core.slr.landscape import DEFAULT_RULE, METRICS, RULE_QUALITY, Landscape, Point, check_rule
+from slr_core.slr.landscape import (
+    DEFAULT_RULE,
+    METRICS,
+    RULE_QUALITY,
+    Landscape,
+    Point,
+    check_rule,
+    low_stop,
+)
 
 POST_COLOUR = "#1f6fb4"
 PRE_COLOUR = "#8c8c8c"
@@ -61,7 +69,7 @@ def hover_texts(landscape: Landscape) -> list[list[str]]:
     """Per cell [i][j]: the interval, then Q, strict Q, stop rate and D, each with its change vs post."""
     size = landscape.num_layers
     texts = [["" for _ in range(size)] for _ in range(size)]
-    post = landscape.post
+    post, half = landscape.post, half_precision(landscape)
     for (start, end), point in landscape.intervals.items():
         lines = [f"<b>[{start}, {end}]</b>: restores {end - start + 1} layer(s)"]
         for metric in METRICS:
@@ -69,8 +77,16 @@ def hover_texts(landscape: Landscape) -> list[list[str]]:
             lines.append(f"{METRIC_SYMBOLS[metric]} = {_value(getattr(point, metric), reference)}")
         if (start, end) in landscape.coarse:
             lines.append(f"<i>first look: {_coarse_prompts(landscape)}, Q and D only; refining</i>")
+        if half:
+            lines.append(f"<i>{half}</i>")
         texts[start][end] = "<br>".join(lines)
     return texts
+
+
+def half_precision(landscape: Landscape) -> str:
+    """'computed in bfloat16 (half precision)' for a half-precision landscape, else ''."""
+    dtype = landscape.meta.get("dtype")
+    return f"computed in {dtype} (half precision)" if dtype in ("bfloat16", "float16") else ""
 
 
 def _coarse_prompts(landscape: Landscape) -> str:
@@ -95,6 +111,8 @@ def heatmap_figure(
         title = f"{title} (first look on {_coarse_prompts(landscape)}; refining)"
     elif landscape.intervals and np.isnan(z).all():
         title = f"{title} (not computed for this landscape)"
+    if half_precision(landscape):
+        title = f"{title} · {half_precision(landscape)}"
     heatmap = go.Heatmap(
         z=z,
         x=layers,
@@ -126,6 +144,22 @@ def heatmap_figure(
                 hoverinfo="skip",
                 showlegend=False,
             )
+        )
+    if best is not None and low_stop(landscape.intervals.get(best)):
+        # Said next to the star, on every map: the pick's replies mostly run on after the answer.
+        stop = landscape.intervals[best].stop
+        figure.add_annotation(
+            x=best[1],
+            y=best[0],
+            text=f"⚠ stop {stop:.2g}: replies rarely end",
+            showarrow=True,
+            arrowhead=2,
+            ax=-60 if best[1] > size / 2 else 60,
+            ay=-28 if best[0] > 1 else 28,
+            bgcolor="rgba(255, 244, 214, 0.95)",
+            bordercolor="#b45309",
+            font={"size": 11, "color": "#7c2d12"},
+            name="low-stop",
         )
     if selected is not None:
         shapes.append(_interval_shape(selected, SELECTED_COLOUR))
@@ -276,7 +310,15 @@ def tradeoff_figure(
         "strict Q (valid answer, then the reply ends)" if rule == "strict" else "Q (mass on valid answers)"
     )
     figure.update_layout(
-        **base_layout(f"{symbol} vs diversity of every interval ({rule} rule)", height),
+        **base_layout(
+            " · ".join(
+                filter(
+                    None,
+                    [f"{symbol} vs diversity of every interval ({rule} rule)", half_precision(landscape)],
+                )
+            ),
+            height,
+        ),
         xaxis={"title": {"text": "D (diversity over valid answers)"}},
         yaxis={"title": {"text": y_title}},
         legend={"orientation": "h", "y": -0.18, "x": 0, "font": {"size": 11}},

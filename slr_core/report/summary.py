@@ -10,7 +10,7 @@ import math
 
 from slr_core import cache
 from slr_core.engine.cached_sweep import result_count, result_names
-from slr_core.slr.landscape import Landscape, Point, check_rule
+from slr_core.slr.landscape import Landscape, Point, check_rule, low_stop
 from slr_core.slr.soup import ALPHAS
 
 # Column -> Point field, in the order both formats show them.
@@ -156,6 +156,16 @@ def usable_rule(landscape: Landscape | None, rule: str) -> str:
     return "paper" if landscape is None or not landscape.has_strict else rule
 
 
+def stop_warning(point: Point | None) -> str:
+    """A warning that replies of this restoration rarely end (stop rate below LOW_STOP), else ""."""
+    if not low_stop(point):
+        return ""
+    return (
+        f"⚠ Low stop rate ({format_number(point.stop, 3)}): after a valid answer its replies end by "
+        f"themselves only {point.stop:.1%} of the time, so most run on past the answer."
+    )
+
+
 def references_markdown(
     landscape: Landscape | None, fraction: float, rule: str, selected: tuple[int, int] | None = None
 ) -> str:
@@ -174,17 +184,21 @@ def references_markdown(
     row("**Post-trained**", landscape.post)
     row("**Pre-trained**", landscape.pre)
     best = q_min = None
+    warning = ""
     if landscape.post is not None:
         q_min = landscape.q_min(fraction, rule)
         best = landscape.best_interval(q_min, rule)
         if best is not None:
             row(f"**Best SLR [{best[0]}, {best[1]}]** ★", landscape.intervals[best])
+            warning = stop_warning(landscape.intervals[best])
         alpha = landscape.best_alpha(q_min, rule)
         if alpha is not None:
             row(f"Proxy-Soup α = {alpha:.2f}", landscape.soup[alpha])
     if selected is not None and selected in landscape.intervals:
         row(f"Selected [{selected[0]}, {selected[1]}] ▢", landscape.intervals[selected])
     lines = ["\n".join(rows)]
+    if warning:
+        lines.append(f"**★ [{best[0]}, {best[1]}]: {warning}**")
     if q_min is not None:
         quality = "strict Q" if rule == "strict" else "Q"
         lines.append(f"{rule} rule: q_min = {fraction:.2f} × {quality}_post = **{format_number(q_min, 3)}**")

@@ -13,13 +13,16 @@ from torch import nn
 from slr_core import inputs
 from slr_core.crc.prompts import valid_answers
 from slr_core.downstream.metrics import crc_answers
-from slr_core.downstream.sampling import SamplingSettings, sample_statistics
+from slr_core.downstream.sampling import Replies, SamplingSettings, sample_statistics
 from slr_core.errors import InputError
 from slr_core.models.loading import ModelPair
 from slr_core.report import figures
+from slr_core.report.summary import stop_warning
 from slr_core.slr.hybrid import Restoration, build_restored, interval_restoration, materialised_bytes
+from slr_core.slr.landscape import Point
 
 MODEL_TITLES = {"post": "Post-trained", "hybrid": "SLR hybrid", "pre": "Pre-trained"}
+ENDED = "ended by themselves"  # replies that ended their turn before the token cap
 
 
 @dataclass
@@ -32,6 +35,7 @@ class ComparePanel:
     prompt: str
     header: str = ""
     texts: dict[str, list[str]] = field(default_factory=dict)
+    replies: dict[str, Replies] = field(default_factory=dict)  # what each column's samples did, as they grow
     badges: dict[str, str] = field(default_factory=dict)
     statistics: dict[str, dict] = field(default_factory=dict)
     current: str | None = None
@@ -50,18 +54,21 @@ class ComparePanel:
         """A column's heading."""
         return f"SLR hybrid {self.restoration.label}" if which == "hybrid" else MODEL_TITLES[which]
 
-    def fill(self, stream: Callable[[str], Iterator[list[str]]]) -> Iterator[str]:
+    def fill(self, stream: Callable[[str], Iterator[Replies]]) -> Iterator[str]:
         """Sample each column in turn from `stream(which)`; yields the column that changed.
 
         While a column streams, `self.current` names it (for an error message).
         """
         for which in self.models:
             began, self.current, self.badges[which] = time.monotonic(), which, "sampling…"
-            for texts in stream(which):
-                self.texts[which] = texts
+            for replies in stream(which):
+                self.texts[which], self.replies[which] = replies.texts, replies
                 yield which
-            self.badges[which] = f"done in {time.monotonic() - began:.1f} s"
-            self.statistics[which] = sample_statistics(self.texts.get(which, []))
+            ending = ending_statistics(self.replies.get(which))
+            self.badges[which] = f"done in {time.monotonic() - began:.1f} s" + ending_badge(
+                ending, self.settings.num_samples
+            )
+            self.statistics[which] = {**ending, **sample_statistics(self.texts.get(which, []))}
             yield which
 
     def column(self, which: str) -> tuple[str, str, object | None]:
@@ -89,11 +96,19 @@ def checked_request(
 
 
 def open_panel(
-    pair: ModelPair, restoration: Restoration, prompt: str, settings: SamplingSettings, include_pre: bool
+    pair: ModelPair,
+    restoration: Restoration,
+    prompt: str,
+    settings: SamplingSettings,
+    include_pre: bool,
+    crc: Point | None = None,
 ) -> ComparePanel:
-    """A comparison of `restoration` on a checked prompt, with the header that reproduces it."""
+    """A comparison of `restoration` on a checked prompt, with the header that reproduces it; `crc`, the
+    restoration's CRC numbers where the landscape has them, adds a warning when its stop rate is low."""
     restoration.check(pair.num_layers)
     header = compare_header(pair, settings, prompt, restoration, materialised_bytes(pair, restoration))
+    warning = stop_warning(crc)
+    header = f"{header}\n\n**{warning}**" if warning else header
     return ComparePanel(restoration, settings, bool(include_pre), prompt, header)
 
 
@@ -143,12 +158,31 @@ def samples_html(which: str, title: str, texts: list[str] | None, badge: str) ->
     )
 
 
+def ending_statistics(replies: Replies | None) -> dict[str, float]:
+    """How a column's replies ended, as the evaluation reports it: the share that ended by themselves
+    (an end-of-turn token before the cap) and the mean length in tokens and words."""
+    if replies is None or not replies.texts:
+        return {}
+    words = sum(len(text.split()) for text in replies.texts) / len(replies.texts)
+    return {ENDED: sum(replies.ended), "mean length (tokens)": replies.mean_tokens, "mean words": words}
+
+
+def ending_badge(ending: dict[str, float], num_samples: int) -> str:
+    """How the replies ended, for the column's badge beside its samples ("" when none came)."""
+    if not ending:
+        return ""
+    tokens = ending["mean length (tokens)"]
+    return f" · {ending[ENDED]} / {num_samples} {ENDED} · mean {tokens:.1f} tokens"
+
+
 def statistics_markdown(statistics: dict[str, float] | None, num_samples: int) -> str:
     """Sample statistics as a small table ("" while sampling)."""
     if statistics is None:
         return ""
     rows = ["| metric | value |", "|---|---|"]
     for name, value in statistics.items():
-        shown = f"{value} / {num_samples}" if name == "distinct answers" else f"{value:.3f}"
+        counted = name in ("distinct answers", ENDED)
+        shown = f"{value} / {num_samples}" if counted else f"{value:.3f}"
+        shown = f"**{shown}**" if name == ENDED and value < num_samples / 2 else shown
         rows.append(f"| {name} | {shown} |")
     return "\n".join(rows)

@@ -33,7 +33,13 @@ def app_parser() -> argparse.ArgumentParser:
     parser.add_argument("--pre", help="pre-trained model: hub id[@rev], folder, .gguf or demo:pre")
     parser.add_argument("--post", help="post-trained model (same forms)")
     parser.add_argument("--device", default="auto", choices=DEVICES)
-    parser.add_argument("--dtype", default="auto", choices=DTYPES)
+    parser.add_argument("--dtype", default="auto", choices=DTYPES, help="compute dtype")
+    parser.add_argument(
+        "--weights-dtype",
+        default="auto",
+        choices=DTYPES,
+        help="dtype the weights are kept in, upcast per call to --dtype (e.g. bfloat16 under float32)",
+    )
     parser.add_argument(
         "--device-map",
         type=inputs.flag(check_device_map),
@@ -51,7 +57,9 @@ def launch_settings(argv: list[str] | None) -> tuple[argparse.Namespace, Setting
     if args.pre:  # the page's default pair (session.default_sources reads these)
         os.environ["SLR_PRE"], os.environ["SLR_POST"] = args.pre, args.post
     try:  # the policy reads SLR_PRE/SLR_POST (the operator's pair is always allowed), so it comes after
-        settings = Settings(device=args.device, dtype=args.dtype, device_map=args.device_map)
+        settings = Settings(
+            device=args.device, dtype=args.dtype, weights_dtype=args.weights_dtype, device_map=args.device_map
+        )
         return args, settings, HostedPolicy.from_env()
     except SLRError as error:
         parser.error(str(error))

@@ -35,6 +35,7 @@ from slr_core.slr.intervals import RESTORE_MODES, check_interval, check_mode, pa
 from slr_core.slr.landscape import DEFAULT_RULE, Landscape, Point
 
 QUALITY_MAPS = ("strict_quality", "quality")  # what the quality heatmap can show
+DRAW_SHARE = 0.1  # a running sweep spends at most this share of its wall time redrawing the page
 CUSTOM = "custom (type sources below)"
 
 
@@ -167,6 +168,15 @@ class SessionView:
         restoration = interval_restoration(*self.selected, self.mode, float(fraction))
         return restoration.check(self.landscape.num_layers)
 
+    def crc_point(self, restoration: Restoration) -> Point | None:
+        """The shown landscape's CRC numbers of `restoration` when it is one of its intervals (full λ)."""
+        interval = restoration.interval
+        if self.landscape is None or interval is None or restoration.fraction != 1:
+            return None
+        if restoration != interval_restoration(*interval, self.mode):
+            return None
+        return self.landscape.intervals.get(interval)
+
     def chosen(self, start, end, layers: str = "", fraction: float | None = 1.0) -> Restoration:
         """The hybrid to export: typed layers, else the typed interval, in the shown mode at `fraction`."""
         fraction = 1.0 if fraction is None else float(fraction)
@@ -241,19 +251,28 @@ class SessionView:
         """(results the landscape holds, results of a full landscape)."""
         return result_count(self.landscape), len(result_names(self.landscape.num_layers))
 
-    def follow(self, steps: Iterator[Landscape], every: float) -> Iterator[bool]:
-        """Merge a sweep's snapshots into the view; yields True (running) at most every `every` s, then False.
+    def follow(self, steps: Iterator[Landscape], every: float, share: float = DRAW_SHARE) -> Iterator[bool]:
+        """Merge a sweep's snapshots into the view; yields True (running) when a redraw is due, then False.
 
-        Stops early, yielding nothing more, once another pair is shown (`generation` changed).
+        The caller redraws between a yield and the next step, so the time until it asks again is the
+        redraw's cost: the next redraw waits at least `every` s and long enough that redraws take at
+        most `share` of the wall time (on a 2-core CPU a full redraw costs as much as many sweep steps).
+        The step that completes the map is drawn at once. Stops early, yielding nothing more, once
+        another pair is shown (`generation` changed).
         """
-        generation, base, last = self.generation, self.landscape, 0.0
+        generation, base, due, filled = self.generation, self.landscape, 0.0, False
         for update in steps:
             if self.generation != generation:
                 return  # the visitor switched pairs; the cache keeps what was computed
             self.landscape = merge(base, update)
-            if time.monotonic() - last >= every:
-                last = time.monotonic()
+            size = self.landscape.num_layers * (self.landscape.num_layers + 1) // 2
+            completes = not filled and len(self.landscape.intervals) == size
+            if time.monotonic() >= due or completes:
+                filled = filled or completes
+                began = time.monotonic()
                 yield True
+                cost = time.monotonic() - began
+                due = time.monotonic() + max(every, cost * (1 - share) / share)
         if self.generation == generation:
             yield False
 
@@ -313,5 +332,5 @@ def pair_markdown(pair: ModelPair) -> str:
     return (
         f"**{html.escape(pair.label)}**\n\n"
         f"{pair.num_layers} decoder layers · pre-trained `{pair.pre_source.spec}` · "
-        f"post-trained `{pair.post_source.spec}` · {str(pair.dtype).replace('torch.', '')} on {pair.device.type}"
+        f"post-trained `{pair.post_source.spec}` · {pair.precision} on {pair.device.type}"
     )

@@ -25,6 +25,7 @@ from slr_core.errors import IntervalError
 from slr_core.models.architectures import block_name, decoder_layers, is_norm, layers_path
 from slr_core.models.loading import ModelPair
 from slr_core.models.placement import rebind_forward
+from slr_core.models.precision import unit_dtype
 from slr_core.slr.intervals import check_interval, check_mode
 
 
@@ -130,12 +131,14 @@ def restoring_layer(post_layer: nn.Module, pre_layer: nn.Module, mode: str = "la
     With fraction < 1 the restored tensors become (1 - fraction) * post + fraction * pre, the only
     tensors materialised; everything else is shared with the two models.
     """
+    # Blends of split weights are kept in the compute dtype: what a load in that dtype would blend.
+    dtype = unit_dtype(post_layer)
     if check_mode(mode) == "layer":
-        return _take(post_layer, pre_layer, fraction, keep_norms=False)
+        return _take(post_layer, pre_layer, fraction, keep_norms=False, dtype=dtype)
     name = block_name(post_layer, mode)
     layer = _shallow(post_layer)
     layer._modules[name] = _take(
-        post_layer._modules[name], pre_layer._modules[name], fraction, keep_norms=True
+        post_layer._modules[name], pre_layer._modules[name], fraction, keep_norms=True, dtype=dtype
     )
     return layer
 
@@ -147,7 +150,7 @@ def _shallow(module: nn.Module) -> nn.Module:
     return clone
 
 
-def _take(post: nn.Module, pre: nn.Module, fraction: float, keep_norms: bool) -> nn.Module:
+def _take(post: nn.Module, pre: nn.Module, fraction: float, keep_norms: bool, dtype=None) -> nn.Module:
     # Norms inside the block (QK norms) stay post-trained too: the rule is "every norm".
     if keep_norms and is_norm(pre):
         return post
@@ -156,20 +159,21 @@ def _take(post: nn.Module, pre: nn.Module, fraction: float, keep_norms: bool) ->
     clone = _shallow(pre)
     if fraction != 1:
         clone._parameters = {
-            name: None if p is None else _blend(post._parameters[name], p, fraction)
+            name: None if p is None else _blend(post._parameters[name], p, fraction, dtype)
             for name, p in pre._parameters.items()
         }
     for name, child in pre._modules.items():
         if child is not None:
-            clone._modules[name] = _take(post._modules[name], child, fraction, keep_norms)
+            clone._modules[name] = _take(post._modules[name], child, fraction, keep_norms, dtype)
     return clone
 
 
 @torch.no_grad()
-def _blend(post: torch.Tensor, pre: torch.Tensor, fraction: float) -> nn.Parameter:
+def _blend(post: torch.Tensor, pre: torch.Tensor, fraction: float, dtype=None) -> nn.Parameter:
     # In float32, then cast: what a linear merge with weights 1 - fraction and fraction computes.
     mixed = (1 - fraction) * post.to(pre.device, torch.float32) + fraction * pre.float()
-    return nn.Parameter(mixed.to(pre.dtype), requires_grad=False)
+    keep = dtype if dtype is not None and pre.is_floating_point() else pre.dtype
+    return nn.Parameter(mixed.to(keep), requires_grad=False)
 
 
 def hybrid_layers(pair: ModelPair, restoration: Restoration) -> list[nn.Module]:

@@ -18,6 +18,7 @@ RULES = ("strict", "paper")
 DEFAULT_RULE = "strict"
 # The quality each rule thresholds and ranks by.
 RULE_QUALITY = {"strict": "strict_quality", "paper": "quality"}
+LOW_STOP = 0.5  # a stop rate below this: most valid answers run on instead of ending the reply
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,11 @@ class Point:
         """The quality `rule` thresholds on (NaN when strict numbers are missing)."""
         value = getattr(self, RULE_QUALITY[check_rule(rule)])
         return float("nan") if value is None else value
+
+
+def low_stop(point: Point | None) -> bool:
+    """Whether a point's replies mostly run on after a valid answer (stop rate known and below LOW_STOP)."""
+    return point is not None and point.stop is not None and point.stop < LOW_STOP
 
 
 def check_rule(rule: str) -> str:

@@ -24,7 +24,7 @@ from strict_landscapes import PAPER_PICK, STRICT_PICK, paper_only_landscape, two
 
 import app
 from slr_core.crc.prompts import default_prompts, encode_prompts, valid_answers
-from slr_core.downstream.sampling import SamplingSettings, sample, stream_samples
+from slr_core.downstream.sampling import SamplingSettings, sample, sample_replies, stream_samples
 from slr_core.engine.cached_sweep import complete, is_complete, result_count, stored_landscape, survey
 from slr_core.export.writer import export_name
 from slr_core.models.architectures import decoder_layers
@@ -367,10 +367,14 @@ def test_compare_streams_the_post_model_and_the_hybrid_reproducibly(page, swept_
     settings = SamplingSettings(4, 0.1, 1.0, 10, 7)
     pair = app.REGISTRY.get(swept_view.key).pair
     assert list_items(final[post_html]) == sample(pair.post, pair.tokenizer, CRC_PROMPT, settings)
-    assert list_items(final[hybrid_html]) == sample(
-        build_hybrid(pair, 1, 2), pair.tokenizer, CRC_PROMPT, settings
-    )
+    hybrid_replies = sample_replies(build_hybrid(pair, 1, 2), pair.tokenizer, CRC_PROMPT, settings)
+    assert list_items(final[hybrid_html]) == hybrid_replies.texts
     assert "SLR hybrid [1, 2]" in final[hybrid_html] and "done in" in final[hybrid_html]
+    # Beside the samples: how many ended by themselves and their mean length, as sampled naively.
+    ended, tokens = sum(hybrid_replies.ended), hybrid_replies.mean_tokens
+    assert f"{ended} / 4 ended by themselves · mean {tokens:.1f} tokens" in final[hybrid_html]
+    assert f"| ended by themselves | {'**' * (ended < 2)}{ended} / 4" in final[hybrid_stats]
+    assert f"| mean length (tokens) | {tokens:.3f} |" in final[hybrid_stats]
     for statistics in (final[post_stats], final[hybrid_stats]):
         assert "distinct-1" in statistics and "embedding dissimilarity" in statistics
     assert final[post_histogram]["visible"] is True and final[hybrid_histogram]["visible"] is True
@@ -411,10 +415,11 @@ def test_stream_column_grows_then_ends_with_the_full_samples(sources, monkeypatc
         app.stream_column(key, "hybrid", interval_restoration(1, 1), "Name a US state.", settings)
     )
     assert len(partials) >= 2
-    lengths = [sum(len(text) for text in texts) for texts in partials]
+    lengths = [sum(replies.tokens) for replies in partials]
     assert lengths == sorted(lengths)
     pair = app.REGISTRY.get(key).pair
-    assert partials[-1] == sample(build_hybrid(pair, 1, 1), pair.tokenizer, "Name a US state.", settings)
+    final = sample_replies(build_hybrid(pair, 1, 1), pair.tokenizer, "Name a US state.", settings)
+    assert partials[-1] == final  # texts, whether each ended, and each length
 
 
 def test_stream_samples_takes_its_turn_and_stops_on_its_event_or_when_closed(tiny_pair):
@@ -430,8 +435,8 @@ def test_stream_samples_takes_its_turn_and_stops_on_its_event_or_when_closed(tin
 
     stop, seen = threading.Event(), []
     model, tokenizer = tiny_pair.post, tiny_pair.tokenizer
-    for texts in stream_samples(model, tokenizer, prompt, settings, stop_event=stop, turn=Turn()):
-        seen.append(texts)
+    for replies in stream_samples(model, tokenizer, prompt, settings, stop_event=stop, turn=Turn()):
+        seen.append(replies.texts)
         if len(seen) == 3:
             stop.set()
     assert turns == ["stream-samples", "released"]  # generation ran in the worker, inside the turn

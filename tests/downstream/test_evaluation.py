@@ -175,6 +175,9 @@ def test_a_reply_ended_by_itself_exactly_when_it_emitted_an_end_of_turn_token(ti
     replies = sample_replies(model, tokenizer, "Name a colour.", short)
     assert 0 < sum(replies.ended) < len(replies.ended), replies.ended
     assert replies.stop_share == sum(replies.ended) / 24
+    # A reply that ran into the cap has all 4 tokens; one that ended has fewer (its end token not counted).
+    assert [n == 4 for n in replies.tokens] == [not ended for ended in replies.ended]
+    assert replies.mean_tokens == sum(replies.tokens) / 24
     # The same seed with a higher cap replays the same tokens: a reply that ended stays as it was,
     # and one that ran into the cap has either gone on or ended right at the cap.
     longer = sample_replies(model, tokenizer, "Name a colour.", dataclasses.replace(short, max_new_tokens=12))
@@ -183,6 +186,8 @@ def test_a_reply_ended_by_itself_exactly_when_it_emitted_an_end_of_turn_token(ti
             assert ended_long and text_long == text
         else:
             assert text_long != text or ended_long
+    for tokens, ended, tokens_long in zip(replies.tokens, replies.ended, longer.tokens):
+        assert tokens_long == tokens if ended else tokens_long >= tokens
 
 
 # ---------------------------------------------------------------- data

@@ -110,3 +110,27 @@ def test_sweep_status_counts_results():
     landscape = two_rule_landscape()
     assert sweep_status(landscape, running=True) == "Sweeping: 17 / 33 results (post, pre, intervals, soup)."
     assert sweep_status(Landscape(4), running=False).startswith("Waiting to sweep: 0 / 33")
+
+
+def test_a_low_stop_pick_says_so_next_to_the_star_on_the_maps_and_in_the_compare_header():
+    from slr_core.report.figures import heatmap_figure
+    from slr_core.serve.session import SessionView
+    from slr_core.slr.hybrid import interval_restoration
+
+    landscape = two_rule_landscape()  # the paper pick [0, 1] stops 0.3 of the time, the strict pick 0.9
+    paper = references_markdown(landscape, 0.9, "paper")
+    assert "★ [0, 1]: ⚠ Low stop rate (0.300)" in paper and "only 30.0% of the time" in paper
+    assert "Low stop rate" not in references_markdown(landscape, 0.9, "strict")
+    for metric in ("strict_quality", "diversity", "stop"):
+        notes = heatmap_figure(landscape, metric, PAPER_PICK).layout.annotations
+        assert [(n.x, n.y, n.text) for n in notes] == [(1, 0, "⚠ stop 0.3: replies rarely end")]
+        assert not heatmap_figure(landscape, metric, STRICT_PICK).layout.annotations
+    # A first-look cell has no stop rate yet: no warning rather than a guess.
+    landscape.intervals[PAPER_PICK] = Point(0.78, 1.5)
+    assert not heatmap_figure(landscape, "quality", PAPER_PICK).layout.annotations
+    assert "Low stop rate" not in references_markdown(landscape, 0.9, "paper")
+    # The compare header gets the numbers of exactly the restoration the landscape measured.
+    view = SessionView(landscape=two_rule_landscape())
+    assert view.crc_point(interval_restoration(0, 1)) == view.landscape.intervals[PAPER_PICK]
+    assert view.crc_point(interval_restoration(0, 1, fraction=0.5)) is None
+    assert view.crc_point(interval_restoration(0, 1, mode="mlp")) is None
