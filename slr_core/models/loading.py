@@ -405,7 +405,7 @@ def estimated_bytes(source: Source, count: int | None, settings: Settings) -> in
     """About how many bytes a model's weights take once loaded: its parameter count (when the size check
     gave one) in the settings' dtype, else its local weight files' size; 0 when neither is known."""
     if count is not None:
-        return count * settings.torch_dtype.itemsize
+        return count * settings.torch_weights_dtype.itemsize
     path = Path(source.location)
     if source.kind == "gguf":
         return path.stat().st_size
