@@ -77,10 +77,10 @@ def compare(reference: Landscape, other: Landscape, fraction: float = DEFAULT_Q_
             [getattr(other.intervals[k], metric) for k in keys],
         )
         for metric in ("diversity", "strict_quality", "quality")
-        if all(getattr(reference.intervals[k], metric) is not None for k in keys)
+        if len(keys) >= 10 and all(getattr(reference.intervals[k], metric) is not None for k in keys)
     }
     picks = {}
-    for rule in RULES:
+    for rule in RULES if reference.intervals.keys() == other.intervals.keys() else ():  # else not comparable
         if rule == "strict" and not (reference.has_strict and other.has_strict):
             continue
         chosen = [x.best_interval(x.q_min(fraction, rule), rule) for x in (reference, other)]
@@ -106,10 +106,16 @@ def markdown(result: dict, names: tuple[str, str], seconds: list[float] | None) 
     ]
     for metric, (worst, mean) in result["deviations"].items():
         lines.append(f"| {NAMES[metric]} | {worst:.4f} | {mean:.4f} |")
-    lines += ["", "| Spearman over intervals | " + " | ".join(NAMES[m] for m in result["ranks"]) + " |"]
-    lines += ["|---|" + "---|" * len(result["ranks"])]
-    lines += ["| rank correlation | " + " | ".join(f"{v:.4f}" for v in result["ranks"].values()) + " |", ""]
-    lines += [f"| rule | {first} pick | {second} pick | same |", "|---|---|---|---|"]
+    if result["ranks"]:  # only over 10 or more intervals
+        lines += ["", "| Spearman over intervals | " + " | ".join(NAMES[m] for m in result["ranks"]) + " |"]
+        lines += ["|---|" + "---|" * len(result["ranks"])]
+        lines += ["| rank correlation | " + " | ".join(f"{v:.4f}" for v in result["ranks"].values()) + " |"]
+    lines += [""]
+    lines += (
+        [f"| rule | {first} pick | {second} pick | same |", "|---|---|---|---|"]
+        if result["picks"]
+        else ["(picks not compared: the two landscapes hold different intervals)"]
+    )
     for rule, (a, b) in result["picks"].items():
         lines.append(
             f"| {rule} | {list(a) if a else None} | {list(b) if b else None} | {'yes' if a == b else 'no'} |"

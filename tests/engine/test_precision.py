@@ -263,3 +263,37 @@ def test_split_weights_take_less_resident_memory(tmp_path):
     assert runs["bfloat16"]["scores"] == pytest.approx(runs["float32"]["scores"], abs=1e-6)
     ratio = runs["bfloat16"]["added"] / runs["float32"]["added"]
     assert ratio <= 0.85, (ratio, runs["bfloat16"]["added"], runs["float32"]["added"])
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_auto_split_and_half_precision(bf16_paths, tmp_path):
+    pre, post = bf16_paths("gemma2")
+    full = load_pair(str(pre), str(post), Settings(device="cuda", dtype="float32", weights_dtype="float32"))
+    auto = load_pair(str(pre), str(post), Settings(device="cuda"))
+    # auto on CUDA: bfloat16 weights, float32 compute where it fits (a tiny pair always does).
+    assert (auto.dtype, auto.weights_dtype) == (torch.float32, torch.bfloat16)
+    ours, theirs = _scores(auto), _scores(full)
+    for key in theirs:
+        torch.testing.assert_close(ours[key].cpu(), theirs[key].cpu(), atol=1e-6, rtol=0, msg=str(key))
+    sharp = make_pair(tmp_path, "gemma2", config_changes=SHARP)
+    half = load_pair(*map(str, sharp), Settings(device="cuda", dtype="bfloat16"))
+    stats = Stats()
+    encoded = encode_prompts(half.tokenizer, default_prompts()).subset(PROMPTS)
+    assert len(list(sweep_intervals(half, encoded, {(1, 2)}, stats=stats))) == 1
+    assert stats.layout.prefix > 0 and stats.layout.narrow_last
+
+
+@pytest.mark.parametrize(("dtype", "weights"), [("bfloat16", "auto"), ("float32", "bfloat16")])
+def test_cli_sweep_runs_and_marks_its_precision(bf16_paths, tmp_path, capsys, dtype, weights):
+    from slr_core import cli
+
+    pre, post = bf16_paths("gemma3")
+    out = tmp_path / "l.csv"
+    argv = ["sweep", "--pre", str(pre), "--post", str(post), "--out", str(out), "--device", "cpu"]
+    code = cli.main([*argv, "--dtype", dtype, "--weights-dtype", weights, "--intervals", "1-2", "--no-cache"])
+    printed = capsys.readouterr()
+    assert code == 0, printed.err
+    assert "peak memory: resident" in printed.out
+    meta = json.loads(out.with_suffix(".meta.json").read_text())
+    assert (meta["dtype"], meta["weights_dtype"]) == (dtype, "bfloat16")
+    assert meta["half_precision"] is (dtype == "bfloat16")
