@@ -227,13 +227,13 @@ MEMORY_SCRIPT = textwrap.dedent(
     """
     import json, sys
     import torch
-    from slr_core.models.precision import peak_memory
+    from slr_core.models.precision import peak_memory, resident_now
     torch.set_num_threads(1)
     from slr_core.crc.prompts import default_prompts, encode_prompts
     from slr_core.engine.sweep import sweep_intervals
     from slr_core.models.loading import load_pair
     from slr_core.models.settings import Settings
-    before = peak_memory()["rss_bytes"]
+    before = resident_now()
     pair = load_pair(sys.argv[1], sys.argv[2], Settings(device="cpu", dtype="float32", weights_dtype=sys.argv[3]))
     encoded = encode_prompts(pair.tokenizer, default_prompts()).subset([0])
     scores = {f"{r.start}-{r.end}": r.per_prompt.tolist() for r in sweep_intervals(pair, encoded, {(0, 1), (2, 3)})}
@@ -261,6 +261,7 @@ def test_split_weights_take_less_resident_memory(tmp_path):
         )
         runs[weights] = json.loads(done.stdout.strip().splitlines()[-1])
     assert runs["bfloat16"]["scores"] == pytest.approx(runs["float32"]["scores"], abs=1e-6)
+    assert runs["float32"]["added"] > 100 << 20, runs  # the float32 weights alone add about 400 MB
     ratio = runs["bfloat16"]["added"] / runs["float32"]["added"]
     assert ratio <= 0.85, (ratio, runs["bfloat16"]["added"], runs["float32"]["added"])
 
@@ -297,3 +298,30 @@ def test_cli_sweep_runs_and_marks_its_precision(bf16_paths, tmp_path, capsys, dt
     meta = json.loads(out.with_suffix(".meta.json").read_text())
     assert (meta["dtype"], meta["weights_dtype"]) == (dtype, "bfloat16")
     assert meta["half_precision"] is (dtype == "bfloat16")
+
+
+def test_split_pair_samples_and_exports_in_the_checkpoints_dtype(bf16_paths, tmp_path):
+    from export_fixtures import folder_tensors
+
+    from slr_core.downstream.sampling import SamplingSettings, sample
+    from slr_core.export.writer import export_restoration
+
+    pre, post = bf16_paths("gemma2")
+    full = load_pair(str(pre), str(post), Settings(device="cpu", dtype="float32"))
+    split = load_pair(str(pre), str(post), Settings(device="cpu", dtype="float32", weights_dtype="bfloat16"))
+    # Sampling (generate, with its KV cache) draws the same replies as the float32 load.
+    settings = SamplingSettings(num_samples=3, max_new_tokens=5, seed=0)
+    prompt = "Generate a random letter from A to K."
+    for a, b in (
+        (split.post, full.post),
+        (build_restored(split, Restoration((1, 2))), build_restored(full, Restoration((1, 2)))),
+    ):
+        assert sample(a, split.tokenizer, prompt, settings) == sample(b, full.tokenizer, prompt, settings)
+    # An export with a lambda blend is written in bfloat16, as the checkpoint was, blended in float32.
+    restoration = Restoration((1, 2), "mlp", 0.5)
+    folder = export_restoration(split, restoration, tmp_path / "split")
+    reference = export_restoration(full, restoration, tmp_path / "full")
+    ours, theirs = folder_tensors(folder), folder_tensors(reference)
+    assert {t.dtype for t in ours.values()} == {torch.bfloat16}
+    assert ours.keys() == theirs.keys()
+    assert all(torch.equal(ours[n], theirs[n].to(torch.bfloat16)) for n in ours)
