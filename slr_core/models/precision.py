@@ -164,7 +164,12 @@ def split(model: nn.Module, weights: torch.dtype, compute: torch.dtype) -> nn.Mo
 
 @contextmanager
 def computing(model: nn.Module, dtype: torch.dtype = torch.float32) -> Iterator[None]:
-    """While active, `model` computes in `dtype` (its weights upcast per unit and call)."""
+    """While active, `model` computes in `dtype` (its weights upcast per unit and call).
+
+    The upcast swaps the shared parameters' data, so a half-precision call of the same model in
+    another thread meanwhile would meet float32 weights: the start-up checks use it for one short
+    reference pass, before the sweep's own work.
+    """
     if compute_dtype(model) == dtype:
         yield
         return
