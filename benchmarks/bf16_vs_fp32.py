@@ -130,6 +130,12 @@ def markdown(result: dict, names: tuple[str, str], seconds: list[float] | None) 
     return "\n".join(lines)
 
 
+def _precision(meta: dict, path: str) -> str:
+    # 'float32', or 'float32 on bfloat16 weights' where the weights were kept narrower.
+    dtype, weights = meta.get("dtype", path), meta.get("weights_dtype")
+    return dtype if weights in (None, dtype) else f"{dtype} on {weights} weights"
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -140,7 +146,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--q-fraction", type=float, default=DEFAULT_Q_FRACTION)
     args = parser.parse_args(argv)
     reference, other = read_landscape(args.reference), read_landscape(args.other)
-    names = tuple(x.meta.get("dtype", path) for x, path in ((reference, args.reference), (other, args.other)))
+    names = tuple(_precision(x.meta, path) for x, path in ((reference, args.reference), (other, args.other)))
     print(markdown(compare(reference, other, args.q_fraction), names, args.seconds))
 
 
