@@ -287,12 +287,12 @@ def load_pair(
 
 def _compute_dtype(settings: Settings, model: nn.Module) -> torch.dtype:
     # auto on CUDA: float32 compute where it fits beside both models' weights, else bfloat16.
-    if not settings.auto_compute:
-        return settings.torch_dtype
-    device = model.get_input_embeddings().weight.device
-    largest = max(sum(p.numel() for p in unit.parameters()) for unit in precision.units(model))
-    chosen = auto_cuda_compute(torch.cuda.mem_get_info(device)[0], largest)
-    weights = settings.torch_weights_dtype  # never narrower than the weights (an explicit float32)
+    chosen = settings.torch_dtype
+    if settings.auto_compute:
+        device = model.get_input_embeddings().weight.device
+        largest = max(sum(p.numel() for p in unit.parameters()) for unit in precision.units(model))
+        chosen = auto_cuda_compute(torch.cuda.mem_get_info(device)[0], largest)
+    weights = settings.torch_weights_dtype  # never narrower than the weights (e.g. an explicit float32)
     return chosen if chosen.itemsize >= weights.itemsize else weights
 
 
