@@ -357,7 +357,8 @@ def wire(page: Page) -> None:
         page.run_sweep, [page.view], sweep_outputs, **POLICY.concurrency("sweep"),
         show_progress="full", show_progress_on=[page.sweep_status],
     )  # fmt: skip
-    started = page.demo.load(page.start_session, [page.view], pair_outputs, **loading)
+    starting = {**POLICY.concurrency("start"), "show_progress_on": [page.pair_info]}
+    started = page.demo.load(page.start_session, [page.view], pair_outputs, **starting)
     # No cancels= on the sweep: a successful load bumps view.generation, which stops the old sweep at
     # its next step, while a bad source must not stop the sweep of the pair still shown.
     page.load_button.click(page.show_pair, [page.view, page.pre_box, page.post_box], pair_outputs, **loading)

@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import tempfile
 import time
 from pathlib import Path
 
-import app
-from slr_core.engine import cached_sweep
-from slr_core.serve.session import SessionView
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import app  # noqa: E402
+from slr_core.engine import cached_sweep  # noqa: E402
+from slr_core.serve.session import SessionView  # noqa: E402
 
 
 def main() -> None:

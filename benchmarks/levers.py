@@ -10,22 +10,26 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from contextlib import ExitStack
+from pathlib import Path
 from unittest import mock
 
-import torch
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from slr_core.crc.prompts import default_prompts, encode_prompts
-from slr_core.engine import prefix as prefix_module
-from slr_core.engine import sweep
-from slr_core.engine.benchmark import time_sweep
-from slr_core.engine.cached_sweep import all_intervals
-from slr_core.engine.prefix import Layout, cache_name, common_prefix
-from slr_core.engine.stack import _disproof
-from slr_core.models.loading import load_pair
-from slr_core.models.settings import Settings
-from slr_core.slr.intervals import parse_intervals
+import torch  # noqa: E402
+
+from slr_core.crc.prompts import default_prompts, encode_prompts  # noqa: E402
+from slr_core.engine import prefix as prefix_module  # noqa: E402
+from slr_core.engine import sweep  # noqa: E402
+from slr_core.engine.benchmark import time_sweep  # noqa: E402
+from slr_core.engine.cached_sweep import all_intervals  # noqa: E402
+from slr_core.engine.prefix import Layout, cache_name, common_prefix  # noqa: E402
+from slr_core.engine.stack import _disproof  # noqa: E402
+from slr_core.models.loading import load_pair  # noqa: E402
+from slr_core.models.settings import Settings  # noqa: E402
+from slr_core.slr.intervals import parse_intervals  # noqa: E402
 
 
 def forced(prefix: bool, narrow: bool):

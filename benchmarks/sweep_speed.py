@@ -10,17 +10,21 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
+from pathlib import Path
 
-import torch
-from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from slr_core.crc.prompts import default_prompts, encode_prompts
-from slr_core.engine.benchmark import run_benchmark
-from slr_core.models.architectures import decoder_layers
-from slr_core.models.chat import ensure_chat_template
-from slr_core.models.loading import ModelPair
-from slr_core.models.settings import Settings
-from slr_core.models.sources import Source
+import torch  # noqa: E402
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer  # noqa: E402
+
+from slr_core.crc.prompts import default_prompts, encode_prompts  # noqa: E402
+from slr_core.engine.benchmark import run_benchmark  # noqa: E402
+from slr_core.models.architectures import decoder_layers  # noqa: E402
+from slr_core.models.chat import ensure_chat_template  # noqa: E402
+from slr_core.models.loading import ModelPair  # noqa: E402
+from slr_core.models.settings import Settings  # noqa: E402
+from slr_core.models.sources import Source  # noqa: E402
 
 
 def random_pair(

@@ -208,6 +208,7 @@ def test_row_03_preset(capsys, earlier, no_loading):
     [
         ["sweep", "--device", "tpu"],
         ["sweep", "--dtype", "int8"],
+        ["sweep", "--weights-dtype", "int8"],
         ["best", "--rule", "first-token"],
         ["evaluate", "--task", "math"],
         ["sweep", "--restore", "norms"],
@@ -543,3 +544,9 @@ def test_row_38_app_pair_flags(monkeypatch, capsys):
         app.main(["--pre", "demo:pre"])
     assert stop.value.code == 2
     assert "give both --pre and --post, or neither" in capsys.readouterr().err
+
+
+def test_row_39_weights_wider_than_compute(capsys, pair_args, earlier, no_loading):
+    err = refused(capsys, "best", *pair_args[:4], "--dtype", "bfloat16", "--weights-dtype", "float32")
+    assert "--weights-dtype float32 is wider than --dtype bfloat16" in err
+    assert earlier.untouched()

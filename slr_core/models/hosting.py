@@ -50,13 +50,15 @@ SETTINGS = (
     Setting("SLR_PAIR_MEMORY_GB", "none", "10", "most memory (GiB) the loaded pairs' weights may take"),
     Setting("SLR_EXPORT_QUOTA_GB", "none", "20", "most disk (GiB) the export folder may take"),
     Setting("SLR_EXPORT_TTL_HOURS", "none", "24", "hours an export is kept"),
-    Setting("SLR_QUEUE_MAX", "none", "16", "most requests waiting in the Gradio queue"),
+    Setting("SLR_QUEUE_MAX", "none", "16", "most model computations waiting in the queue, all visitors"),
     Setting("SLR_PROMPT_CHARS", "none", "2000", "longest prompt (characters) a visitor may sample"),
 )
 # Gradio concurrency per kind of event (concurrency_id -> how many run at once); not settings, but
 # stated here once: sampling and sweeps share one device lock, so more would only queue behind it.
 # The evaluation has a slot of its own, so a long evaluation never holds back a pair's sweep.
-CONCURRENCY = {"view": 8, "sample": 2, "load": 4, "sweep": 1, "evaluate": 1, "export": 1}
+# A new visitor's first load of the page ("start") is kept apart from the Load button ("load"), so the
+# queue's bounds on heavy events (serve/admission.py) never keep a new visitor out.
+CONCURRENCY = {"view": 8, "start": 4, "sample": 2, "load": 4, "sweep": 1, "evaluate": 1, "export": 1}
 DEFAULT_CONCURRENCY = 2  # the queue's default_concurrency_limit, for events without a kind
 SUFFIXES = {"": 1, "K": 10**3, "M": 10**6, "B": 10**9}
 # Local paths, .gguf files and dot segments (a Hub-shaped "org/.." is a folder to transformers).

@@ -15,10 +15,10 @@ rounding the checks must tolerate (`rounding_noise`); a structural mismatch stay
 
 from __future__ import annotations
 
-import resource
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -164,7 +164,12 @@ def split(model: nn.Module, weights: torch.dtype, compute: torch.dtype) -> nn.Mo
 
 @contextmanager
 def computing(model: nn.Module, dtype: torch.dtype = torch.float32) -> Iterator[None]:
-    """While active, `model` computes in `dtype` (its weights upcast per unit and call)."""
+    """While active, `model` computes in `dtype` (its weights upcast per unit and call).
+
+    The upcast swaps the shared parameters' data, so a half-precision call of the same model in
+    another thread meanwhile would meet float32 weights: the start-up checks use it for one short
+    reference pass, before the sweep's own work.
+    """
     if compute_dtype(model) == dtype:
         yield
         return
@@ -233,13 +238,30 @@ def explain(gap: float, base: float, noise: float, dtype: torch.dtype) -> str:
 
 def peak_memory() -> dict[str, int]:
     """Peak memory of this process so far: resident set (bytes) and, where CUDA is used, GPU bytes."""
-    import sys
-
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    peak = {"rss_bytes": rss if sys.platform == "darwin" else rss * 1024}  # Linux reports KiB
+    peak = {"rss_bytes": _resident("VmHWM")}
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         peak["cuda_bytes"] = torch.cuda.max_memory_allocated()
     return peak
+
+
+def resident_now() -> int:
+    """This process's resident set now, in bytes."""
+    return _resident("VmRSS")
+
+
+def _resident(field: str) -> int:
+    # Linux: /proc/self/status, whose VmHWM starts afresh at exec (getrusage's ru_maxrss carries the
+    # parent's peak across fork and exec, so a child started by a big process would report that).
+    status = Path("/proc/self/status")
+    if status.is_file():
+        for line in status.read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024
+    import resource  # Unix only; macOS reports bytes, Linux KiB
+    import sys
+
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss if sys.platform == "darwin" else rss * 1024
 
 
 def describe_peak(peak: dict[str, int] | None = None) -> str:

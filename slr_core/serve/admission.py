@@ -73,9 +73,10 @@ def decide(waiting: list[Waiting], new: Waiting, limits: Limits) -> tuple[str | 
 
 
 def client_address(headers: dict, host: str | None) -> str:
-    """The visitor's address: the first X-Forwarded-For entry (behind a Space's proxy), else the peer's."""
+    """The visitor's address: the last X-Forwarded-For entry (the one a Space's proxy appends; earlier
+    ones are the client's own word), else the peer's."""
     forwarded = headers.get("x-forwarded-for", "")
-    return forwarded.split(",")[0].strip() or host or "unknown"
+    return forwarded.split(",")[-1].strip() or host or "unknown"
 
 
 def install(queue, limits: Limits) -> None:

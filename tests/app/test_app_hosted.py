@@ -185,4 +185,7 @@ def test_the_app_launches_hosted_with_a_bounded_queue(operator_pair, monkeypatch
     monkeypatch.setenv("SLR_POST", post)
     assert app.main(["--pre", pre, "--post", post, "--device", "cpu"]) == 0
     assert app.POLICY.hosted and app.REGISTRY.policy is app.POLICY
-    assert launched["blocks"]._queue.max_size == 16  # SLR_QUEUE_MAX's hosted default
+    # SLR_QUEUE_MAX's hosted default bounds the heavy events of everyone (slr_core.serve.admission),
+    # which replaces Gradio's own max_size (it counted a new visitor's page load too).
+    assert launched["blocks"]._queue.slr_limits.heavy_total == 16
+    assert launched["blocks"]._queue.max_size is None

@@ -227,13 +227,13 @@ MEMORY_SCRIPT = textwrap.dedent(
     """
     import json, sys
     import torch
-    from slr_core.models.precision import peak_memory
+    from slr_core.models.precision import peak_memory, resident_now
     torch.set_num_threads(1)
     from slr_core.crc.prompts import default_prompts, encode_prompts
     from slr_core.engine.sweep import sweep_intervals
     from slr_core.models.loading import load_pair
     from slr_core.models.settings import Settings
-    before = peak_memory()["rss_bytes"]
+    before = resident_now()
     pair = load_pair(sys.argv[1], sys.argv[2], Settings(device="cpu", dtype="float32", weights_dtype=sys.argv[3]))
     encoded = encode_prompts(pair.tokenizer, default_prompts()).subset([0])
     scores = {f"{r.start}-{r.end}": r.per_prompt.tolist() for r in sweep_intervals(pair, encoded, {(0, 1), (2, 3)})}
@@ -261,5 +261,67 @@ def test_split_weights_take_less_resident_memory(tmp_path):
         )
         runs[weights] = json.loads(done.stdout.strip().splitlines()[-1])
     assert runs["bfloat16"]["scores"] == pytest.approx(runs["float32"]["scores"], abs=1e-6)
+    assert runs["float32"]["added"] > 100 << 20, runs  # the float32 weights alone add about 400 MB
     ratio = runs["bfloat16"]["added"] / runs["float32"]["added"]
     assert ratio <= 0.85, (ratio, runs["bfloat16"]["added"], runs["float32"]["added"])
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_auto_split_and_half_precision(bf16_paths, tmp_path):
+    pre, post = bf16_paths("gemma2")
+    full = load_pair(str(pre), str(post), Settings(device="cuda", dtype="float32", weights_dtype="float32"))
+    auto = load_pair(str(pre), str(post), Settings(device="cuda"))
+    # auto on CUDA: bfloat16 weights, float32 compute where it fits (a tiny pair always does).
+    assert (auto.dtype, auto.weights_dtype) == (torch.float32, torch.bfloat16)
+    ours, theirs = _scores(auto), _scores(full)
+    for key in theirs:
+        torch.testing.assert_close(ours[key].cpu(), theirs[key].cpu(), atol=1e-6, rtol=0, msg=str(key))
+    sharp = make_pair(tmp_path, "gemma2", config_changes=SHARP)
+    half = load_pair(*map(str, sharp), Settings(device="cuda", dtype="bfloat16"))
+    stats = Stats()
+    encoded = encode_prompts(half.tokenizer, default_prompts()).subset(PROMPTS)
+    assert len(list(sweep_intervals(half, encoded, {(1, 2)}, stats=stats))) == 1
+    assert stats.layout.prefix > 0 and stats.layout.narrow_last
+
+
+@pytest.mark.parametrize(("dtype", "weights"), [("bfloat16", "auto"), ("float32", "bfloat16")])
+def test_cli_sweep_runs_and_marks_its_precision(bf16_paths, tmp_path, capsys, dtype, weights):
+    from slr_core import cli
+
+    pre, post = bf16_paths("gemma3")
+    out = tmp_path / "l.csv"
+    argv = ["sweep", "--pre", str(pre), "--post", str(post), "--out", str(out), "--device", "cpu"]
+    code = cli.main([*argv, "--dtype", dtype, "--weights-dtype", weights, "--intervals", "1-2", "--no-cache"])
+    printed = capsys.readouterr()
+    assert code == 0, printed.err
+    assert "peak memory: resident" in printed.out
+    meta = json.loads(out.with_suffix(".meta.json").read_text())
+    assert (meta["dtype"], meta["weights_dtype"]) == (dtype, "bfloat16")
+    assert meta["half_precision"] is (dtype == "bfloat16")
+
+
+def test_split_pair_samples_and_exports_in_the_checkpoints_dtype(bf16_paths, tmp_path):
+    from export_fixtures import folder_tensors
+
+    from slr_core.downstream.sampling import SamplingSettings, sample
+    from slr_core.export.writer import export_restoration
+
+    pre, post = bf16_paths("gemma2")
+    full = load_pair(str(pre), str(post), Settings(device="cpu", dtype="float32"))
+    split = load_pair(str(pre), str(post), Settings(device="cpu", dtype="float32", weights_dtype="bfloat16"))
+    # Sampling (generate, with its KV cache) draws the same replies as the float32 load.
+    settings = SamplingSettings(num_samples=3, max_new_tokens=5, seed=0)
+    prompt = "Generate a random letter from A to K."
+    for a, b in (
+        (split.post, full.post),
+        (build_restored(split, Restoration((1, 2))), build_restored(full, Restoration((1, 2)))),
+    ):
+        assert sample(a, split.tokenizer, prompt, settings) == sample(b, full.tokenizer, prompt, settings)
+    # An export with a lambda blend is written in bfloat16, as the checkpoint was, blended in float32.
+    restoration = Restoration((1, 2), "mlp", 0.5)
+    folder = export_restoration(split, restoration, tmp_path / "split")
+    reference = export_restoration(full, restoration, tmp_path / "full")
+    ours, theirs = folder_tensors(folder), folder_tensors(reference)
+    assert {t.dtype for t in ours.values()} == {torch.bfloat16}
+    assert ours.keys() == theirs.keys()
+    assert all(torch.equal(ours[n], theirs[n].to(torch.bfloat16)) for n in ours)

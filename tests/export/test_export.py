@@ -441,7 +441,7 @@ def test_publish_keeps_only_the_zip_in_hosted_mode_and_makes_room_in_the_quota(
     assert sorted(p.name for p in opened_mode.parent.iterdir()) == [
         opened_mode.stem,
         opened_mode.name,
-    ]  # locally: both (each export has its own random name)
+    ]  # locally: both
 
 
 def test_publish_refuses_an_export_the_disk_cannot_hold_and_writes_nothing(tiny_pair, tmp_path, monkeypatch):

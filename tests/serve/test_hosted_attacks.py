@@ -142,8 +142,10 @@ def test_a_fresh_export_is_never_evicted_for_room_and_names_cannot_be_guessed(ti
     from slr_core.slr.hybrid import interval_restoration
 
     root, estimate = tmp_path / "exports", export_bytes(tiny_pair)
-    policy = HostedPolicy(hosted=True, export_quota_bytes=estimate + estimate // 2)
-    mine = publish_archive(tiny_pair, interval_restoration(1, 2), root, policy=policy)
+    mine = publish_archive(tiny_pair, interval_restoration(1, 2), root, policy=HostedPolicy(hosted=True))
+    # Room for one more export, but not beside mine.
+    size = mine.stat().st_size
+    policy = HostedPolicy(hosted=True, export_quota_bytes=estimate + size // 2)
     assert mine.name != f"{export_name(tiny_pair, (1, 2))}.zip"  # public fingerprints alone do not name it
     with pytest.raises(ExportError, match="full of recent exports.*at least 30 minutes"):
         publish_archive(tiny_pair, interval_restoration(1, 2), root, policy=policy)  # another visitor's
@@ -152,7 +154,7 @@ def test_a_fresh_export_is_never_evicted_for_room_and_names_cannot_be_guessed(ti
     os.utime(mine, (old, old))
     theirs = publish_archive(tiny_pair, interval_restoration(1, 2), root, policy=policy)
     assert sorted(root.iterdir()) == [theirs] and theirs.name != mine.name  # after 30 minutes it may go
-    assert prune_exports(root, policy, incoming=estimate // 2) == []
+    assert prune_exports(root, policy, incoming=size // 4) == []
 
 
 # ---------------------------------------------------------------- item 4: visitors evicting each other
@@ -235,3 +237,28 @@ def test_the_memory_budget_is_reserved_before_any_weights_load(tiny_paths, monke
     assert loaded == [] and first in registry  # refused on its estimate, before any weights loaded
     registry.get(second)  # once the first pair is idle, it makes room
     assert first not in registry and len(loaded) == 2
+
+
+# ---------------------------------------------------------------- item 5: admission into the queue
+
+
+def test_admission_bounds_each_visitor_and_a_second_sweep_replaces_the_first():
+    from slr_core.serve.admission import Limits, Waiting, client_address, decide
+
+    limits = Limits(heavy_per_session=2, heavy_per_client=3, heavy_total=4, light_per_session=2)
+    sweep = Waiting("e1", "s1", "1.1.1.1", "sweep")
+    refused, replaced = decide([sweep], Waiting("", "s1", "1.1.1.1", "sweep"), limits)
+    assert refused is None and replaced == ["e1"]  # the newer sweep is what the page shows
+    two = [Waiting("a", "s1", "1.1.1.1", "sample"), Waiting("b", "s1", "1.1.1.1", "evaluate")]
+    assert "at most 2 per visitor" in decide(two, Waiting("", "s1", "1.1.1.1", "sample"), limits)[0]
+    three = [Waiting(f"c{k}", f"s{k}", "1.1.1.1", "sample") for k in range(3)]
+    assert "Your address" in decide(three, Waiting("", "s9", "1.1.1.1", "sample"), limits)[0]
+    full = [Waiting(f"d{k}", f"s{k}", f"2.2.2.{k}", "sweep") for k in range(4)]
+    assert "server is busy" in decide(full, Waiting("", "new", "3.3.3.3", "sample"), limits)[0]
+    # A new visitor's page load and redraws are never refused because others filled the queue.
+    assert decide(full + three, Waiting("", "new", "3.3.3.3", "start"), limits) == (None, [])
+    assert decide(full + three, Waiting("", "new", "3.3.3.3", "view"), limits) == (None, [])
+    views = [Waiting(f"v{k}", "s1", "1.1.1.1", "view") for k in range(2)]
+    assert "requests waiting" in decide(views, Waiting("", "s1", "1.1.1.1", "view"), limits)[0]
+    assert client_address({"x-forwarded-for": "6.6.6.6, 5.5.5.5"}, "10.0.0.1") == "5.5.5.5"
+    assert client_address({}, "10.0.0.1") == "10.0.0.1"
