@@ -327,8 +327,7 @@ class Page:
 
     def plan_evaluation(self, view: SessionView, task: str, quick: bool, temperatures) -> str:
         """What a run of the evaluation will do and about how long it takes (before it starts)."""
-        pair = REGISTRY.get(view.key, load=False).pair if view.key in REGISTRY else None
-        return session.evaluation_plan(view, pair, task, quick, temperatures)
+        return session.evaluation_plan(view, REGISTRY, task, quick, temperatures)
 
 
 def build_page() -> Page:

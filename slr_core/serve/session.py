@@ -120,8 +120,10 @@ def stored_landscapes(pair: ModelPair, encoded: EncodedPrompts) -> dict[str, Lan
     return {mode: stored_landscape(pair, encoded, mode) for mode in RESTORE_MODES}
 
 
-def evaluation_plan(view: SessionView, pair: ModelPair | None, task: str, quick: bool, temperatures) -> str:
-    """The Evaluate tab's note before a run: what it will sample and about how long it takes."""
+def evaluation_plan(view: SessionView, registry, task: str, quick: bool, temperatures) -> str:
+    """The Evaluate tab's note before a run: what it will sample and about how long it takes (the
+    view's pair from `registry`, a serve.registry.PairRegistry, when it is loaded)."""
+    pair = registry.get(view.key, load=False).pair if view.key is not None and view.key in registry else None
     landscape = view.all_modes().get("layer")
     complete = landscape is not None and is_complete(landscape)
     num_params = sum(p.numel() for p in pair.post.parameters()) if pair is not None else 268e6
