@@ -95,6 +95,9 @@ def test_a_pair_of_another_depth_is_refused_with_a_message(browser, tmp_path):
 
 
 @pytest.mark.real
+@pytest.mark.xfail(
+    not (SHIPPED / "demo-dpo.csv").is_file(), reason="demo-dpo.csv is not shipped yet", strict=True
+)
 def test_demo_sft_beside_demo_dpo_shows_both_maps_the_deltas_and_both_picks(browser, tmp_path):
     from slr_core.report.difference import Difference, picks, read_landscape
 

@@ -8,9 +8,13 @@ import string
 
 import pytest
 
+from slr_core import cache
 from slr_core.crc import prompts as crc
 from slr_core.downstream import qa_data, writing_data
 from slr_core.models import demo, demo_data, demo_preferences
+
+# The user's cache, read before the autouse fixture isolates each test: the real test reuses the snapshot.
+USER_CACHE = cache.cache_root()
 
 
 def test_pairs_are_deterministic_for_a_seed():
@@ -104,3 +108,29 @@ def test_dpo_adapter_sits_on_the_sft_model():
         demo.STAGE_LABELS["dpo"]
         == "Gemma-3-270m base + the demo SFT + demo DPO (LoRA, synthetic preferences)"
     )
+
+
+@pytest.mark.real
+def test_demo_dpo_is_the_sft_model_plus_the_dpo_low_rank_update():
+    import torch
+    from safetensors.torch import load_file
+
+    from slr_core import cache
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(cache.CACHE_ENV, str(USER_CACHE))
+        sft, _ = demo.load_demo_model("post", torch.float32, torch.device("cpu"))
+        dpo, _ = demo.load_demo_model("dpo", torch.float32, torch.device("cpu"))
+    sft_state, dpo_state = sft.state_dict(), dpo.state_dict()
+    changed = {name for name in sft_state if not torch.equal(sft_state[name], dpo_state[name])}
+    assert changed and all(name.startswith("model.layers.") for name in changed)
+    config = json.loads((demo.DPO_ADAPTER_DIR / "adapter_config.json").read_text())
+    adapter = load_file(str(demo.DPO_ADAPTER_DIR / "adapter_model.safetensors"))
+    scale = config["lora_alpha"] / config["r"]
+    for layer, module in ((0, "self_attn.q_proj"), (17, "mlp.down_proj")):
+        prefix = f"base_model.model.model.layers.{layer}.{module}"
+        low = adapter[f"{prefix}.lora_A.weight"].float()
+        high = adapter[f"{prefix}.lora_B.weight"].float()
+        name = f"model.layers.{layer}.{module}.weight"
+        naive = sft_state[name] + scale * high @ low  # the merge, written out
+        assert torch.allclose(dpo_state[name], naive, atol=1e-6), name
