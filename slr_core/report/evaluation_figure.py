@@ -6,7 +6,7 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from slr_core.report.figures import POST_COLOUR, PRE_COLOUR, SLR_COLOUR, SOUP_COLOUR, base_layout
+from slr_core.report.style import POST_COLOUR, PRE_COLOUR, SLR_COLOUR, SOUP_COLOUR, base_layout
 
 
 def evaluation_figure(bars: dict[str, list[dict]]) -> go.Figure:

@@ -8,6 +8,19 @@ from collections import Counter
 import numpy as np
 import plotly.graph_objects as go
 
+from slr_core.report.style import (
+    COLOUR_SCALES,
+    LAMBDA_COLOUR,
+    METRIC_SYMBOLS,
+    METRIC_TITLES,
+    POST_COLOUR,
+    PRE_COLOUR,
+    SELECTED_COLOUR,
+    SLR_COLOUR,
+    SOUP_COLOUR,
+    base_layout,
+    grid_axes,
+)
 from slr_core.report.summary import format_number
 from slr_core.slr.landscape import (
     DEFAULT_RULE,
@@ -18,33 +31,6 @@ from slr_core.slr.landscape import (
     check_rule,
     low_stop,
 )
-
-POST_COLOUR = "#1f6fb4"
-PRE_COLOUR = "#8c8c8c"
-SLR_COLOUR = "#d9480f"
-SOUP_COLOUR = "#2b8a3e"
-SELECTED_COLOUR = "#111111"
-LAMBDA_COLOUR = "#7048e8"
-
-METRIC_TITLES = {
-    "quality": "CRC quality Q: probability mass on valid first answers",
-    "strict_quality": "Strict quality: a valid answer, then the reply ends",
-    "stop": "Stop rate: the reply ends right after a valid answer",
-    "diversity": "CRC diversity D: entropy over valid answers",
-}
-METRIC_SYMBOLS = {"quality": "Q", "strict_quality": "strict Q", "stop": "stop", "diversity": "D"}
-COLOUR_SCALES = {"quality": "Viridis", "strict_quality": "Viridis", "stop": "Cividis", "diversity": "Magma"}
-FONT = {"family": "Inter, system-ui, sans-serif", "size": 12}
-
-
-def base_layout(title: str, height: int) -> dict:
-    return {
-        "title": {"text": title, "x": 0.02, "xanchor": "left", "font": {"size": 14}},
-        "height": height,
-        "margin": {"l": 56, "r": 16, "t": 44, "b": 48},
-        "font": FONT,
-        "template": "plotly_white",
-    }
 
 
 def _interval_shape(interval: tuple[int, int], colour: str, dash: str = "solid") -> dict:
@@ -160,19 +146,10 @@ def heatmap_figure(
         )  # fmt: skip
     if selected is not None:
         shapes.append(_interval_shape(selected, SELECTED_COLOUR))
-    tick_step = max(1, math.ceil(size / 12))
-    axis = {"tickmode": "linear", "dtick": tick_step, "showgrid": False, "zeroline": False}
     figure.update_layout(
         **base_layout(title, height),
+        **grid_axes(size),
         shapes=shapes,
-        xaxis={**axis, "title": {"text": "end layer j"}, "range": [-0.5, size - 0.5], "constrain": "domain"},
-        yaxis={
-            **axis,
-            "title": {"text": "start layer i"},
-            "range": [size - 0.5, -0.5],
-            "scaleanchor": "x",
-            "constrain": "domain",
-        },
         meta={
             "num_layers": size,
             "metric": metric,

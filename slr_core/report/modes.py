@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import plotly.graph_objects as go
 
-from slr_core.report.figures import POST_COLOUR, PRE_COLOUR, SLR_COLOUR, base_layout, point_trace
+from slr_core.report.figures import point_trace
+from slr_core.report.style import POST_COLOUR, PRE_COLOUR, SLR_COLOUR, base_layout
 from slr_core.report.summary import format_number
 from slr_core.slr.landscape import RULE_QUALITY, Landscape, check_rule
 

@@ -8,7 +8,8 @@ import numpy as np
 import plotly.graph_objects as go
 
 from slr_core.report.difference import DIFF_METRICS, Difference, picks
-from slr_core.report.figures import METRIC_SYMBOLS, SLR_COLOUR, base_layout, point_trace
+from slr_core.report.figures import point_trace
+from slr_core.report.style import METRIC_SYMBOLS, SLR_COLOUR, base_layout, grid_axes
 from slr_core.report.summary import format_number
 from slr_core.slr.landscape import RULE_QUALITY, RULES, Landscape, check_rule
 
@@ -58,17 +59,9 @@ def difference_heatmap(
             ygap=1,
         )
     )
-    axis = {"tickmode": "linear", "dtick": max(1, math.ceil(size / 12)), "showgrid": False, "zeroline": False}
     figure.update_layout(
         **base_layout(f"Δ{symbol}: {names[1]} − {names[0]}", height),
-        xaxis={**axis, "title": {"text": "end layer j"}, "range": [-0.5, size - 0.5], "constrain": "domain"},
-        yaxis={
-            **axis,
-            "title": {"text": "start layer i"},
-            "range": [size - 0.5, -0.5],
-            "scaleanchor": "x",
-            "constrain": "domain",
-        },
+        **grid_axes(size),
         meta={"metric": metric, "num_layers": size, "kind": "difference"},
         dragmode=False,
     )
