@@ -126,7 +126,7 @@ def served(tiny_paths, tmp_path, monkeypatch):
 
     def launch(blocks, **kwargs):
         launched["blocks"] = blocks
-        return original(blocks, **kwargs, prevent_thread_lock=True, quiet=True)
+        return original(blocks, **{**kwargs, "prevent_thread_lock": True, "quiet": True})
 
     monkeypatch.setattr(gr.Blocks, "launch", launch)
     for name in ("POLICY", "SETTINGS"):
