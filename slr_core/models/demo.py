@@ -11,6 +11,7 @@ import torch
 from slr_core import cache
 from slr_core.errors import SourceError
 from slr_core.files import atomic_path
+from slr_core.models.building import BUILDING
 from slr_core.models.chat import GEMMA3_CHAT_TEMPLATE
 
 DEMO_LABEL = "Gemma-3-270m base + SLR Explorer's demo instruction tuning (LoRA, synthetic data)"
@@ -101,8 +102,9 @@ def _build_snapshot(folder: Path) -> None:
 
     gguf_path = _assemble_gguf()
     source = {"pretrained_model_name_or_path": str(gguf_path.parent), "gguf_file": gguf_path.name}
-    model = AutoModelForCausalLM.from_pretrained(**source, dtype=torch.float32)
-    tokenizer = AutoTokenizer.from_pretrained(**source)
+    with BUILDING:
+        model = AutoModelForCausalLM.from_pretrained(**source, dtype=torch.float32)
+        tokenizer = AutoTokenizer.from_pretrained(**source)
     # The GGUF ships no chat template; the demo's prompts use Gemma 3's turn format.
     tokenizer.chat_template = GEMMA3_CHAT_TEMPLATE
     config = model.config
@@ -134,11 +136,12 @@ def load_demo_model(which: str, dtype: torch.dtype, device: torch.device) -> tup
     for folder in adapters:
         _check_adapter(folder)  # before the slow base load, so a missing adapter fails fast
     base_dir = demo_base_dir()
-    tokenizer = AutoTokenizer.from_pretrained(base_dir)
-    # Merge in float32 so an adapter's delta is not rounded before the cast to `dtype`.
-    model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32)
-    for folder in adapters:  # in training order: the DPO adapter was trained on the merged SFT model
-        model = _merge_adapter(model, folder)
+    with BUILDING:
+        tokenizer = AutoTokenizer.from_pretrained(base_dir)
+        # Merge in float32 so an adapter's delta is not rounded before the cast to `dtype`.
+        model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32)
+        for folder in adapters:  # in training order: the DPO adapter was trained on the merged SFT model
+            model = _merge_adapter(model, folder)
     model = model.to(device=device, dtype=dtype)
     model.eval()
     return model, tokenizer

@@ -13,6 +13,7 @@ from torch import nn
 from slr_core.errors import IncompatibleModelsError, SourceError
 from slr_core.models import precision
 from slr_core.models.architectures import decoder_layers, describe, text_config
+from slr_core.models.building import BUILDING
 from slr_core.models.device_maps import map_identity
 from slr_core.models.hosting import HostedPolicy
 from slr_core.models.load_errors import LOAD_ERRORS, load_message, missing_message, reading  # noqa: F401
@@ -24,6 +25,11 @@ from slr_core.models.sources import Source, check_reachable, fingerprint, parse_
 def load_model(source: Source, settings: Settings, placement: dict | None = None) -> tuple[nn.Module, object]:
     """Load a causal LM and its tokenizer, its weights in the settings' weights dtype (load_pair then
     splits the compute dtype off: precision.split); `placement` (device_map, max_memory) overrides."""
+    with BUILDING:  # one build at a time: transformers patches classes while it builds (models/building.py)
+        return _load_model(source, settings, placement)
+
+
+def _load_model(source: Source, settings: Settings, placement: dict | None) -> tuple[nn.Module, object]:
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     dtype, device = settings.torch_weights_dtype, settings.torch_device

@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from slr_core.models.architectures import decoder_layers, describe
+from slr_core.models.building import BUILDING
 
 # A check refuses only beyond this multiple of the dtype's measured rounding noise on the model:
 # two half-precision paths each round about as much as the model's own forward does.
@@ -124,7 +125,7 @@ def _rebuild_buffers(model: nn.Module, dtype: torch.dtype) -> None:
     """Floating buffers in `dtype`: the model's own computed ones as built in `dtype`, loaded ones upcast."""
     from accelerate import init_empty_weights
 
-    with init_empty_weights(include_buffers=False):  # parameters on meta: only the buffers are built
+    with BUILDING, init_empty_weights(include_buffers=False):  # parameters on meta: only buffers are built
         previous = torch.get_default_dtype()
         torch.set_default_dtype(dtype)
         try:

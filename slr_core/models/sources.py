@@ -180,7 +180,9 @@ def config_parameter_count(source: Source) -> int:
     from transformers import AutoConfig, AutoModelForCausalLM
 
     config = AutoConfig.from_pretrained(str(hub_file(source, "config.json").parent), trust_remote_code=False)
-    with torch.device("meta"):
+    from slr_core.models.building import BUILDING
+
+    with BUILDING, torch.device("meta"):
         model = AutoModelForCausalLM.from_config(config, trust_remote_code=False)
     return sum(parameter.numel() for parameter in model.parameters())
 
