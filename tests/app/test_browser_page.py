@@ -89,7 +89,8 @@ def test_the_evaluate_tab_plans_a_run_then_stops_it_and_keeps_its_rows(page):  #
     page.screenshot(path=str(ARTIFACTS / "browser-evaluate-running.png"))
     assert page.evaluate(READABLE, "Post-trained")  # the rows that arrived are not covered meanwhile
     page.get_by_role("button", name="Stop").click()
-    status.filter(has_text="Stopped").wait_for(timeout=30_000)
+    # The stop lands when the running step ends, which is slow on a loaded machine.
+    status.filter(has_text="Stopped").wait_for(timeout=300_000)
     page.wait_for_timeout(2000)
     assert page.evaluate(READABLE, "Post-trained") and "Stopped" in status.inner_text()
     assert (
