@@ -231,11 +231,9 @@ def test_row_05_a_device_this_machine_lacks(capsys, pair_args, earlier, no_loadi
         ("{not json", "Cannot read prompt set"),
         ([], "expected a non-empty JSON list"),
         ([{"instruction": "  ", "valid": "01"}], "the 'instruction' is empty"),
-        (
-            [{"instruction": "Pick", "valid": ["10", "11"]}],
-            "every valid answer must be one non-space character",
-        ),
-        ([{"instruction": "Pick", "valid": "00"}], "'valid' lists a character twice"),
+        ([{"instruction": "Pick", "valid": ["10", ""]}], "every valid answer must be non-empty text"),
+        ([{"instruction": "Pick", "valid": ["10", " 11"]}], "the answer ' 11' has whitespace around it"),
+        ([{"instruction": "Pick", "valid": ["Red", "Red"]}], "'valid' lists ['Red'] more than once"),
         (
             [{"instruction": "Pick", "valid": "01"}, {"instruction": "Pick", "valid": "23"}],
             "prompt 1: repeats the instruction of prompt 0",
@@ -247,6 +245,12 @@ def test_row_06_prompt_set_form(capsys, tmp_path, pair_args, earlier, no_loading
     path.write_text(prompts if isinstance(prompts, str) else json.dumps(prompts))
     assert message in refused(capsys, "sweep", *pair_args, "--prompts", path, "--out", earlier.csv)
     assert message in refused(capsys, "prompts", "--prompts", path, "--out", earlier.csv)
+    assert earlier.untouched()
+
+
+def test_row_06_prompt_set_names(capsys, pair_args, earlier, no_loading):
+    err = refused(capsys, "sweep", *pair_args, "--prompts", "opne", "--out", earlier.csv)
+    assert "--prompts 'opne' is neither a shipped prompt set (paper, open) nor a file" in err
     assert earlier.untouched()
 
 

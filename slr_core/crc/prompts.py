@@ -8,7 +8,6 @@ import random
 import re
 import string
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 
@@ -65,45 +64,6 @@ def valid_answers(instruction: str) -> tuple[str, ...] | None:
         low, high = ord(letters.group(1).upper()), ord(letters.group(2).upper())
         return tuple(chr(c) for c in range(low, high + 1)) if low <= high else None
     return None
-
-
-def load_prompts(path: str | Path) -> list[CRCPrompt]:
-    """Read a prompt set: a JSON list of {"instruction": str, "valid": [chars] or "chars"}, each once."""
-    try:
-        items = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as error:  # ValueError: not JSON, or not UTF-8
-        raise PromptSetError(f"Cannot read prompt set {path}: {error}") from error
-    if not isinstance(items, list) or not items:
-        raise PromptSetError(f"{path}: expected a non-empty JSON list of prompt objects.")
-    prompts, seen = [], {}
-    for index, item in enumerate(items):
-        prompt = _parse_prompt(item, index, path)
-        key = prompt.instruction.strip()
-        if key in seen:
-            raise PromptSetError(
-                f"{path}, prompt {index}: repeats the instruction of prompt {seen[key]}; "
-                "each instruction may appear once (a repeat would count twice in every mean)."
-            )
-        seen[key] = index
-        prompts.append(prompt)
-    return prompts
-
-
-def _parse_prompt(item, index: int, path) -> CRCPrompt:
-    where = f"{path}, prompt {index}"
-    if not isinstance(item, dict) or not isinstance(item.get("instruction"), str):
-        raise PromptSetError(f"{where}: needs a string 'instruction'.")
-    if not item["instruction"].strip():
-        raise PromptSetError(f"{where}: the 'instruction' is empty: write the request the model answers.")
-    valid = item.get("valid")
-    valid = list(valid) if isinstance(valid, str) else valid
-    if not isinstance(valid, list) or not valid:
-        raise PromptSetError(f"{where}: 'valid' must be a non-empty list of characters.")
-    if any(not isinstance(c, str) or len(c) != 1 or c.isspace() for c in valid):
-        raise PromptSetError(f"{where}: every valid answer must be one non-space character.")
-    if len(set(valid)) != len(valid):
-        raise PromptSetError(f"{where}: 'valid' lists a character twice.")
-    return CRCPrompt(item["instruction"], tuple(valid))
 
 
 # ---------------------------------------------------------------- tokens

@@ -1,6 +1,5 @@
 """CRC prompts, the valid-set rule and the Q/D formulas on hand-made numbers."""
 
-import json
 import math
 
 import pytest
@@ -11,7 +10,6 @@ from slr_core.crc.prompts import (
     CRCPrompt,
     default_prompts,
     encode_prompts,
-    load_prompts,
     score_logits,
     single_character_tokens,
 )
@@ -56,24 +54,6 @@ def test_quality_and_diversity_on_known_numbers(tiny_pair):
     quality, diversity = score_logits(logits, encoded, [0])[0].tolist()
     assert quality == pytest.approx(0.6, abs=1e-6)
     assert diversity == pytest.approx(math.log(2), abs=1e-6)
-
-
-def test_prompt_file_round_trip_and_errors(tmp_path, tiny_pair):
-    good = tmp_path / "good.json"
-    good.write_text(json.dumps([{"instruction": "Pick A or B.", "valid": "AB"}]))
-    assert load_prompts(good) == [CRCPrompt("Pick A or B.", ("A", "B"))]
-    cases = {
-        "not json": "{",
-        "empty list": "[]",
-        "no instruction": json.dumps([{"valid": "AB"}]),
-        "long answer": json.dumps([{"instruction": "x", "valid": ["AB"]}]),
-        "repeat": json.dumps([{"instruction": "x", "valid": "AA"}]),
-    }
-    for name, text in cases.items():
-        path = tmp_path / f"{name}.json"
-        path.write_text(text)
-        with pytest.raises(PromptSetError):
-            load_prompts(path)
 
 
 def test_answer_missing_from_vocabulary_is_a_clear_error(tiny_pair):
