@@ -18,6 +18,10 @@ METRIC_TITLES = {
     "diversity": "CRC diversity D: entropy over valid answers",
 }
 METRIC_SYMBOLS = {"quality": "Q", "strict_quality": "strict Q", "stop": "stop", "diversity": "D"}
+DIVERSITY_TITLES = {
+    "diversity": "D (diversity over valid answers)",
+    "answer_diversity": "answer D (diversity over whole answers that end the reply)",
+}
 COLOUR_SCALES = {"quality": "Viridis", "strict_quality": "Viridis", "stop": "Cividis", "diversity": "Magma"}
 FONT = {"family": "Inter, system-ui, sans-serif", "size": 12}
 

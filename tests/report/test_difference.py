@@ -19,7 +19,7 @@ from slr_core.models.settings import Settings
 from slr_core.report import pair_figures
 from slr_core.report.difference import Difference, picks, read_landscape
 from slr_core.serve import pair_compare
-from slr_core.slr.landscape import METRICS, RULES
+from slr_core.slr.landscape import METRICS
 
 
 @pytest.fixture(scope="module")
@@ -123,7 +123,7 @@ def test_difference_map_and_fronts_show_what_they_say(sweeps):
         expected = second.matrix(metric) - first.matrix(metric)
         assert np.allclose(z, expected, equal_nan=True)
         assert figure.data[0].zmid == 0 and figure.data[0].zmax == pytest.approx(np.nanmax(np.abs(expected)))
-    for rule in RULES:
+    for rule in first.usable_rules():
         figure = pair_figures.fronts_figure((first, second), ("one", "two"), rule, 0.9)
         for landscape, name in ((first, "one"), (second, "two")):
             front = next(t for t in figure.data if t.name == f"{name}: Pareto front")
@@ -137,6 +137,8 @@ def test_difference_map_and_fronts_show_what_they_say(sweeps):
         for rule, best in picks(landscape, 0.9).items():
             cell = f"[{best[0]}, {best[1]}]" if best else "none reaches q_min"
             assert f"| {name} | {rule} | {cell} |" in table
+        assert "answer" not in picks(landscape, 0.9)  # swept without answer D: the rule is not offered
+        assert f"| {name} | answer | not available (not computed) |" in table
 
 
 def test_page_lists_only_shipped_landscapes_and_refuses_other_paths(sweeps):
