@@ -294,23 +294,9 @@ def cmd_diff(args) -> None:
 def cmd_best(args) -> None:
     pair = _load(args)
     landscape = _landscape(args, pair)
+    from slr_core.report.summary import best_text  # imports torch: not before the arguments are checked
+
     print(best_text(landscape, args.rule, args.q_fraction, args.q_min))
-
-
-def best_text(landscape, rule: str, q_fraction: float, q_min: float | None = None) -> str:
-    """`best`'s report: every rule's pick (summary), then the pick of `rule` at q_fraction (or q_min).
-
-    The answer rule on a landscape without answer D is refused (RuleUnavailable: exit 2); the strict rule
-    on one without strict numbers falls back to the paper rule, as it always has."""
-    from slr_core.report.summary import summary_text  # imports torch: not before the arguments are checked
-
-    if rule == "answer":
-        landscape.check_usable("answer")
-    rule = rule if rule in landscape.usable_rules() else "paper"
-    fraction = q_fraction if q_min is None else q_min / landscape.post.rule_quality(rule)
-    best = landscape.rule_summary(fraction, rule)["best"]
-    picked = f"[{best['interval'][0]}, {best['interval'][1]}]" if best else "none (nothing reaches q_min)"
-    return f"{summary_text(landscape, fraction)}\nselected ({rule} rule): {picked}"
 
 
 def _print_summary(landscape, fraction: float) -> None:

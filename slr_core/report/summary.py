@@ -160,6 +160,20 @@ def _text_name(column: str) -> str:
     return {"Q": "Q_CRC", "D": "D_CRC"}.get(column, column)
 
 
+def best_text(landscape: Landscape, rule: str, q_fraction: float, q_min: float | None = None) -> str:
+    """`best`'s report: every rule's pick (summary_text), then the pick of `rule` at q_fraction (or q_min).
+
+    The answer rule on a landscape without answer D is refused (RuleUnavailable: the CLI exits 2); the
+    strict rule on one without strict numbers falls back to the paper rule, as it always has."""
+    if rule == "answer":
+        landscape.check_usable("answer")
+    rule = rule if rule in landscape.usable_rules() else "paper"
+    fraction = q_fraction if q_min is None else q_min / landscape.post.rule_quality(rule)
+    best = landscape.rule_summary(fraction, rule)["best"]
+    picked = f"[{best['interval'][0]}, {best['interval'][1]}]" if best else "none (nothing reaches q_min)"
+    return f"{summary_text(landscape, fraction)}\nselected ({rule} rule): {picked}"
+
+
 # ---------------------------------------------------------------- the page's side panel
 
 

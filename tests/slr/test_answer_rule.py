@@ -7,12 +7,12 @@ from dataclasses import replace
 
 import pytest
 
-from slr_core.cli import best_text
 from slr_core.report import figures, pair_figures
 from slr_core.report.difference import Difference, picks, picks_text
 from slr_core.report.modes import modes_markdown
 from slr_core.report.summary import (
     NO_ANSWER,
+    best_text,
     references_markdown,
     summary_markdown,
     summary_text,
