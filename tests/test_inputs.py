@@ -554,3 +554,67 @@ def test_row_39_weights_wider_than_compute(capsys, pair_args, earlier, no_loadin
     err = refused(capsys, "best", *pair_args[:4], "--dtype", "bfloat16", "--weights-dtype", "float32")
     assert "--weights-dtype float32 is wider than --dtype bfloat16" in err
     assert earlier.untouched()
+
+
+# ---------------------------------------------------------------- the page's prompt sets
+
+
+def prompt_file(tmp_path, items, name: str = "mine.json") -> str:
+    path = tmp_path / name
+    path.write_text(items if isinstance(items, str) else json.dumps(items), encoding="utf-8")
+    return str(path)
+
+
+def test_row_40_prompt_set_picker(page, shown):
+    with pytest.raises(gr.Error, match="not in the list of choices"):
+        page.prompt_set.preprocess("everything")
+    before = state(shown)
+    assert page.change_prompts(shown, "upload", None) == {}  # upload picked, no file yet: nothing happens
+    with pytest.raises(gr.Error, match="Unknown prompt set 'everything'"):  # the API skips the dropdown
+        page.change_prompts(shown, "everything", None)
+    assert state(shown) == before
+
+
+@pytest.mark.parametrize(
+    ("items", "message"),
+    [
+        ("{not json", "Cannot read prompt set mine.json"),
+        (
+            [{"instruction": "Pick", "valid": ["Red", "Red"]}],
+            "mine.json, prompt 0: 'valid' lists ['Red'] more than once",
+        ),
+        ([{"instruction": "Pick", "valid": ["Red", ""]}], "every valid answer must be non-empty text"),
+        ([{"instruction": "Pick", "valid": ["Red "]}], "has whitespace around it"),
+    ],
+)
+def test_row_41_prompt_set_upload_form(page, shown, tmp_path, earlier, items, message):
+    before = state(shown)
+    with pytest.raises(gr.Error) as refused:
+        page.change_prompts(shown, "upload", prompt_file(tmp_path, items))
+    assert message in str(refused.value)
+    assert state(shown) == before and shown.prompts is None and earlier.untouched()
+
+
+def test_row_42_prompt_set_upload_answers(page, shown, tmp_path, earlier):
+    before = state(shown)
+    unsayable = [{"instruction": "Pick a symbol.", "valid": ["€", "¥"]}]
+    with pytest.raises(gr.Error, match="€"):
+        page.change_prompts(shown, "upload", prompt_file(tmp_path, unsayable))
+    assert state(shown) == before and shown.prompts is None and earlier.untouched()
+
+
+def test_row_43_prompt_set_size_in_hosted_mode(page, shown, tmp_path, earlier, monkeypatch):
+    from slr_core.inputs import PROMPT_SET_CAPS
+    from slr_core.models.hosting import HostedPolicy
+
+    count = PROMPT_SET_CAPS["prompts"] + 1
+    many = [{"instruction": f"Pick a digit, take {k}.", "valid": "0123"} for k in range(count)]
+    path = prompt_file(tmp_path, many)
+    monkeypatch.setattr(app, "POLICY", HostedPolicy(hosted=True))
+    before = state(shown)
+    with pytest.raises(gr.Error, match=rf"larger than this server takes: {count} prompts \(at most"):
+        page.change_prompts(shown, "upload", path)
+    assert state(shown) == before and earlier.untouched()
+    monkeypatch.setattr(app, "POLICY", HostedPolicy())  # locally the same set is taken
+    page.change_prompts(shown, "upload", path)
+    assert len(shown.prompts) == count
