@@ -14,7 +14,9 @@ from slr_core.slr.landscape import Landscape, Point, check_rule, low_stop
 from slr_core.slr.soup import ALPHAS
 
 # Column -> Point field, in the order both formats show them.
-NUMBERS = {"Q": "quality", "strict Q": "strict_quality", "stop": "stop", "D": "diversity"}
+NUMBERS = {
+    "Q": "quality", "strict Q": "strict_quality", "stop": "stop", "D": "diversity", "answer D": "answer_diversity"
+}  # fmt: skip
 RULE_WORDS = {
     "strict": "max D s.t. strict Q >= {fraction:.2f} x strict Q(post) = {q_min}",
     "paper": "max D s.t. Q >= {fraction:.2f} x Q(post) = {q_min} (first-token rule)",

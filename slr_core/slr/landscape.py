@@ -11,8 +11,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-CSV_COLUMNS = ("kind", "start", "end", "alpha", "quality", "diversity", "stop", "strict_quality")
-METRICS = ("quality", "diversity", "stop", "strict_quality")
+CSV_COLUMNS = (
+    "kind", "start", "end", "alpha", "quality", "diversity", "stop", "strict_quality", "answer_diversity"
+)  # fmt: skip
+METRICS = ("quality", "diversity", "stop", "strict_quality", "answer_diversity")
 RULES = ("strict", "paper")
 # What a restoration brings back in each chosen layer: all of it, its attention, or its MLP/MoE block.
 DEFAULT_RULE = "strict"
@@ -29,6 +31,9 @@ class Point:
     diversity: float
     stop: float | None = None
     strict_quality: float | None = None
+    # Entropy over answers of the mass that says an answer and then ends, / strict quality (README,
+    # "Answers of several tokens"); None in landscapes written before it existed.
+    answer_diversity: float | None = None
 
     def rule_quality(self, rule: str) -> float:
         """The quality `rule` thresholds on (NaN when strict numbers are missing)."""

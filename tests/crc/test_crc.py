@@ -77,7 +77,7 @@ def test_prompt_file_round_trip_and_errors(tmp_path, tiny_pair):
 
 
 def test_answer_missing_from_vocabulary_is_a_clear_error(tiny_pair):
-    with pytest.raises(PromptSetError, match="single character"):
+    with pytest.raises(PromptSetError, match="No token sequence of this tokenizer says"):
         encode_prompts(tiny_pair.tokenizer, [CRCPrompt("Pick a Greek letter.", ("λ",))])
 
 
