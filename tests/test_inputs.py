@@ -258,8 +258,8 @@ def test_row_07_prompt_answers_must_be_single_tokens(capsys, tmp_path, pair_args
     path = tmp_path / "prompts.json"
     path.write_text(json.dumps([{"instruction": "Pick a symbol.", "valid": ["€", "¥"]}]))
     err = refused(capsys, "sweep", *pair_args, "--prompts", path, "--out", earlier.csv)
-    assert "No token of this tokenizer is the single character(s) ['€', '¥']" in err
-    assert "CRC needs single-token answers" in err
+    assert "No token sequence of this tokenizer says the answer(s) ['€', '¥']" in err
+    assert "remove or reword them" in err
     assert earlier.untouched()
 
 
@@ -618,3 +618,20 @@ def test_row_43_prompt_set_size_in_hosted_mode(page, shown, tmp_path, earlier, m
     monkeypatch.setattr(app, "POLICY", HostedPolicy())  # locally the same set is taken
     page.change_prompts(shown, "upload", path)
     assert len(shown.prompts) == count
+
+
+def test_row_44_a_trie_too_large(page, shown, capsys, tmp_path, pair_args, earlier, no_sweep):
+    from slr_core.crc.trie import MAX_TRIE_NODES
+
+    # The numbers 0 to 999 share prefixes, yet need more nodes than one prompt may lay out.
+    numbers = [{"instruction": "Give a number below 1000.", "valid": [str(n) for n in range(1000)]}]
+    path = prompt_file(tmp_path, numbers, "numbers.json")
+    err = refused(capsys, "sweep", *pair_args, "--prompts", path, "--out", earlier.csv)
+    assert (
+        "trie nodes even when only their spellings" in err
+        and f"the cap is {MAX_TRIE_NODES} per prompt" in err
+    )
+    before = state(shown)
+    with pytest.raises(gr.Error, match=f"the cap is {MAX_TRIE_NODES} per prompt"):
+        page.change_prompts(shown, "upload", path)
+    assert state(shown) == before and shown.prompts is None and earlier.untouched()

@@ -3,7 +3,9 @@
 Each request asks for one item of a closed, complete list (tests/crc/test_open_answers.py checks
 every list against pycountry, the calendar module or a stated count). Answers are written as a
 reply would begin: capitalised names, digits for numbers. Lists stay short (at most 20 answers)
-because the sweep lays out every answer's tokenisations.
+because the sweep lays out every answer's tokenisations: on Gemma's vocabulary a common capitalised
+word has dozens ("Ten" as one token, "T"+"en", ...), so "one to ten as words" alone took 1024 trie
+nodes, the per-prompt cap, and was left out; the 44 prompts here take 4520.
 
 Disjoint from the QA evaluation (downstream/qa_data.py) and the demo tuning data (models/demo_data.py,
 models/demo_preferences.py), in two senses a test checks: no sentence of a request equals a sentence
@@ -57,7 +59,6 @@ def _is_prime(n: int) -> bool:
     return n > 1 and all(n % k for k in range(2, int(n**0.5) + 1))
 
 
-NUMBER_WORDS = ("One", "Two", "Three", "Four", "Five", "Six", "Seven", "Eight", "Nine", "Ten")
 PLANETS = ("Mercury", "Venus", "Earth", "Mars", "Jupiter", "Saturn", "Uranus", "Neptune")  # from the Sun
 # The first 20 elements by atomic number: (symbol, name).
 ELEMENTS = tuple(
@@ -137,7 +138,6 @@ _TABLE: list[tuple[str, str, tuple[str, ...]]] = [
         tuple(str(n) for n in range(50, 101) if _is_prime(n)),
     ),
     ("squares", "Give a perfect square from 1 to 100.", tuple(str(n * n) for n in range(1, 11))),
-    ("number_words", "Write a number from one to ten as a word.", NUMBER_WORDS),
     # colours: fixed lists with stated counts
     ("olympic", "Name a colour of the Olympic rings.", ("Blue", "Yellow", "Black", "Green", "Red")),
     ("cmyk", "Name a colour of the CMYK colour model.", ("Cyan", "Magenta", "Yellow", "Black")),

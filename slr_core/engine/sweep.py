@@ -23,7 +23,8 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from slr_core.crc.branches import Batch, make_batch
-from slr_core.crc.prompts import EncodedPrompts, answer_probabilities, first_token_scores, strict_scores
+from slr_core.crc.prompts import EncodedPrompts, answer_probabilities, first_token_scores
+from slr_core.crc.trie_scores import TrieWalk
 from slr_core.engine.capture import (
     Reference,
     capture,
@@ -34,6 +35,7 @@ from slr_core.engine.capture import (
     replay,
 )
 from slr_core.engine.stack import Engine, State, Stats, choose_layout
+from slr_core.errors import PromptSetError
 from slr_core.models import precision
 from slr_core.models.architectures import decoder_layers
 from slr_core.models.chat import end_of_turn_ids
@@ -47,8 +49,13 @@ __all__ = ["Batch", "Stats", "make_batch", "model_scores", "sweep_intervals"]
 # are scored from likely to unlikely, tier by tier (p(t|x) >= each of SKIP_TIERS in turn), and a
 # prompt stops once its unscored answer mass is at most SKIP_RELATIVE of the strict quality found
 # so far: as P_end <= 1, the skipped branches then change strict quality by at most that fraction.
+# In a trie an unvisited node bounds its whole subtree, so it counts against Q as well where no
+# answer is complete above it (crc/trie_scores.py, TrieWalk.settled).
 SKIP_TIERS = (1e-4, 1e-8, 0.0)
 SKIP_RELATIVE = 1e-5
+# Spellings a trie over the cap leaves out (crc/trie.py, pruned_trie): their mass is measured at every
+# interval, and a result whose left-out mass exceeds this (per prompt, absolute) is refused.
+OMITTED_TOLERANCE = 1e-5
 HEAD_ROWS = 256  # LM-head rows per matmul: 256 rows x 262k float32 logits is 268 MB
 
 
@@ -60,36 +67,39 @@ def score_kept(
     stats: Stats,
     strict: bool = True,
 ) -> torch.Tensor:
-    """Per-prompt (Q, D, stop, strict quality) [P, 4] from kept final states [P, 1 + K, d]; (Q, D) without strict."""
+    """Per-prompt (Q, D, stop, strict quality, answer_diversity) [P, 5] from kept final states
+    [P, 1 + K, d] (the last prompt position, then each trie node); (Q, D) [P, 2] without strict."""
     rows = list(range(kept.shape[0]))
-    token_probs = answer_probabilities(final_logits(model, kept[:, 0]), encoded, rows)
+    root_logits = final_logits(model, kept[:, 0])
     stats.head_rows += len(rows)
-    if not strict:
-        return first_token_scores(token_probs, encoded, rows)
-    ends = [torch.zeros_like(probs) for probs in token_probs]
-    done = [torch.zeros_like(probs, dtype=torch.bool) for probs in token_probs]
+    if not strict and encoded.is_flat:  # first tokens only: the root's head says it all
+        return first_token_scores(answer_probabilities(root_logits, encoded, rows), encoded, rows)
+    root_probs = torch.softmax(root_logits.double(), dim=-1)
+    walks = [
+        TrieWalk(encoded.tries[p], len(encoded.prompts[p].valid), root_probs[b]) for b, p in enumerate(rows)
+    ]
     for tier in SKIP_TIERS:
-        wanted = [
-            torch.zeros_like(finished) if _settled(probs, ends[b], finished) else (probs >= tier) & ~finished
-            for b, (probs, finished) in enumerate(zip(token_probs, done))
-        ]
-        _end_probabilities(model, kept, wanted, ends, end_ids, stats)
-        done = [finished | more for finished, more in zip(done, wanted)]
-    stats.branches_skipped += sum(int((~finished).sum()) for finished in done)
-    return torch.cat([first_token_scores(token_probs, encoded, rows), strict_scores(token_probs, ends)], 1)
+        while True:  # a visited node makes its children's probabilities known: visit them in this tier
+            wanted = [(b, node) for b, walk in enumerate(walks) if not walk.settled(SKIP_RELATIVE)
+                      for node in walk.wanted(tier)]  # fmt: skip
+            if not wanted:
+                break
+            _visit(model, kept, walks, wanted, end_ids, stats)
+    stats.branches_skipped += sum(int((~walk.headed).sum()) for walk in walks)
+    omitted = max((walk.omitted for walk in walks), default=0.0)
+    stats.omitted_mass = max(stats.omitted_mass, omitted)
+    if omitted > OMITTED_TOLERANCE:
+        raise PromptSetError(
+            f"The answer spellings left out of the trie layout carry {omitted:.3g} of a prompt's "
+            f"probability here, over the {OMITTED_TOLERANCE:g} the sweep allows: these numbers would not "
+            "be exact. Use shorter answers (their every spelling is then laid out)."
+        )
+    scores = torch.stack([walk.scores() for walk in walks])
+    return scores if strict else scores[:, :2]
 
 
-def _settled(probs: torch.Tensor, ends: torch.Tensor, finished: torch.Tensor) -> bool:
-    # Unscored branches add at most their answer mass; settled once that is negligible.
-    if not finished.any():
-        return False
-    lower_bound = (probs[finished] * ends[finished]).sum()
-    return bool(probs[~finished].sum() <= SKIP_RELATIVE * lower_bound)
-
-
-def _end_probabilities(model, kept, wanted: list[torch.Tensor], ends: list[torch.Tensor], end_ids, stats):
-    # P_end(x, t) = sum over e in E of softmax(logits at branch t)[e], head rows in chunks.
-    pairs = [(b, m) for b, mask in enumerate(wanted) for m in mask.nonzero().flatten().tolist()]
+def _visit(model, kept, walks: list[TrieWalk], pairs: list[tuple[int, int]], end_ids, stats) -> None:
+    # Each node's head: P_end(node) = the softmax mass on the end ids, and its children's probabilities.
     end_index = torch.tensor(end_ids, device=kept.device)
     for lo in range(0, len(pairs), HEAD_ROWS):
         chunk = pairs[lo : lo + HEAD_ROWS]
@@ -97,8 +107,9 @@ def _end_probabilities(model, kept, wanted: list[torch.Tensor], ends: list[torch
         m_idx = torch.tensor([m for _, m in chunk], device=kept.device)
         logits = final_logits(model, kept[b_idx, 1 + m_idx])
         log_end = torch.logsumexp(logits[:, end_index], dim=-1) - torch.logsumexp(logits, dim=-1)
-        for (b, m), value in zip(chunk, log_end.double().exp().cpu()):
-            ends[b][m] = value
+        log_norm = torch.logsumexp(logits.double(), dim=-1)
+        for row, ((b, m), value) in enumerate(zip(chunk, log_end.double().exp().cpu())):
+            walks[b].visit(m, float(value), logits[row], log_norm[row])
         stats.head_rows += len(chunk)
 
 

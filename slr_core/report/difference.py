@@ -52,7 +52,7 @@ def read_landscape(path: str | Path) -> Landscape:
 
 
 def _point(row: dict) -> Point:
-    return Point(*(float(row[metric]) if row[metric] != "" else None for metric in METRICS))
+    return Point(*(float(row[metric]) if row.get(metric, "") != "" else None for metric in METRICS))
 
 
 def check_comparable(first: Landscape, second: Landscape, names: tuple[str, str] = ("A", "B")) -> None:

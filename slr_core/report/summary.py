@@ -15,12 +15,8 @@ from slr_core.slr.soup import ALPHAS
 
 # Column -> Point field, in the order both formats show them.
 NUMBERS = {
-    "Q": "quality",
-    "strict Q": "strict_quality",
-    "stop": "stop",
-    "D": "diversity",
-    "answer D": "answer_diversity",
-}
+    "Q": "quality", "strict Q": "strict_quality", "stop": "stop", "D": "diversity", "answer D": "answer_diversity"
+}  # fmt: skip
 RULE_WORDS = {
     "strict": "max D s.t. strict Q >= {fraction:.2f} x strict Q(post) = {q_min}",
     "paper": "max D s.t. Q >= {fraction:.2f} x Q(post) = {q_min} (first-token rule)",

@@ -15,8 +15,10 @@ import numpy as np
 
 from slr_core.errors import SLRError
 
-CSV_COLUMNS = ("kind", "start", "end", "alpha", "quality", "diversity", "stop", "strict_quality")
-METRICS = ("quality", "diversity", "stop", "strict_quality")
+CSV_COLUMNS = (
+    "kind", "start", "end", "alpha", "quality", "diversity", "stop", "strict_quality", "answer_diversity"
+)  # fmt: skip
+METRICS = ("quality", "diversity", "stop", "strict_quality", "answer_diversity")
 RULES = ("strict", "paper", "answer")
 # What a restoration brings back in each chosen layer: all of it, its attention, or its MLP/MoE block.
 DEFAULT_RULE = "strict"
@@ -35,7 +37,8 @@ class Point:
     diversity: float
     stop: float | None = None
     strict_quality: float | None = None
-    # Entropy over whole answers of P(a.E|x) / strict quality (None: swept before it was computed).
+    # Entropy over answers of the mass that says an answer and then ends, / strict quality (README,
+    # "Answers of several tokens"); None in landscapes written before it existed.
     answer_diversity: float | None = None
 
     def rule_quality(self, rule: str) -> float:
@@ -244,7 +247,4 @@ def _row(kind, start="", end="", alpha="", point: Point | None = None) -> dict:
 
 
 def _plain(point: Point | None) -> dict:
-    if not point:
-        return {}
-    extra = {"answer_diversity": point.answer_diversity} if point.answer_diversity is not None else {}
-    return {metric: getattr(point, metric) for metric in METRICS} | extra
+    return {metric: getattr(point, metric) for metric in METRICS} if point else {}

@@ -57,7 +57,7 @@ def test_quality_and_diversity_on_known_numbers(tiny_pair):
 
 
 def test_answer_missing_from_vocabulary_is_a_clear_error(tiny_pair):
-    with pytest.raises(PromptSetError, match="single character"):
+    with pytest.raises(PromptSetError, match="No token sequence of this tokenizer says"):
         encode_prompts(tiny_pair.tokenizer, [CRCPrompt("Pick a Greek letter.", ("λ",))])
 
 

@@ -74,7 +74,6 @@ STATED = {
     "benelux": 3,
     "scandinavia": 3,
     "horn": 4,
-    "number_words": 10,
     "olympic": 5,
     "cmyk": 4,
     "rgb": 3,
@@ -187,3 +186,20 @@ def test_no_answer_list_is_a_qa_questions_list():
         assert frozenset(a.casefold() for a in answers) not in qa_lists, qid
     # ... which would catch the QA set's own months, were they asked here.
     assert frozenset(m.casefold() for m in calendar.month_name[1:]) in qa_lists
+
+
+@pytest.mark.real
+def test_the_open_set_fits_the_demo_tokenizer(monkeypatch):
+    # Every answer is sayable by Gemma's tokenizer, and the tries fit the caps (crc/trie.py).
+    from conftest import USER_CACHE
+
+    from slr_core.cache import CACHE_ENV
+    from slr_core.crc.prompts import encode_prompts
+    from slr_core.crc.trie import MAX_TOTAL_TRIE_NODES, MAX_TRIE_NODES
+    from slr_core.models.loading import load_tokenizer
+
+    monkeypatch.setenv(CACHE_ENV, str(USER_CACHE))
+    encoded = encode_prompts(load_tokenizer("demo:post"), open_prompts())
+    sizes = [len(trie) for trie in encoded.tries]
+    assert max(sizes) <= MAX_TRIE_NODES // 1.5  # room to spare: the layout may grow a little
+    assert sum(sizes) <= MAX_TOTAL_TRIE_NODES // 3
