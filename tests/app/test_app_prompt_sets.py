@@ -82,3 +82,27 @@ def test_upload_picked_without_a_file_changes_nothing(page, shown):
     before = (shown.landscape, shown.generation, shown.prompts)
     assert page.change_prompts(shown, UPLOAD, None) == {}
     assert (shown.landscape, shown.generation, shown.prompts) == before
+
+
+@pytest.fixture(scope="module")
+def open_sources(tmp_path_factory) -> tuple[str, str]:
+    """A tiny pair whose tokenizer can say every open answer (the default tiny one lacks letters like 'z')."""
+    from tiny_pairs import make_pair
+
+    from slr_core.crc.prompt_sets import open_prompts
+
+    corpus = tuple(f"{p.instruction} {' '.join(p.valid)}" for p in open_prompts())
+    pre, post = make_pair(tmp_path_factory.mktemp("open"), "llama", tokenizer_vocab=600, extra_corpus=corpus)
+    return str(pre), str(post)
+
+
+def test_open_answers_on_the_page(page, open_sources):
+    view = SessionView()
+    page.show_pair(view, *open_sources)
+    update = page.change_prompts(view, "open", None)
+    assert view.prompt_set == "open answers" and len(view.prompts) == 44
+    assert "prompts: open answers" in title(update, page.heat_diversity)
+    assert "Prompt set: **open answers**" in update[page.references]
+    assert result_count(view.landscape) == 0 and update[page.sweep_token] != gr.skip()
+    encoded = app.REGISTRY.get(view.key, load=False).encoded_for(view.prompts)
+    assert not encoded.is_flat  # answers of several tokens, laid out as tries
