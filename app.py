@@ -381,8 +381,9 @@ def wire(page: Page) -> None:
     # A mode not swept yet changes the sweep token, which starts its sweep (and stops the last mode's).
     mode_outputs = [*view_outputs, page.sweep_status, page.sweep_token]
     page.restore.change(page.change_mode, [page.view, page.restore], mode_outputs, **light)
+    choosing = {**POLICY.concurrency("load"), "show_progress": "hidden"}  # encoding a set takes seconds
     for trigger in (page.prompt_set.input, page.prompt_file.upload):  # a set is checked before any work
-        trigger(page.change_prompts, [page.view, page.prompt_set, page.prompt_file], mode_outputs, **light)
+        trigger(page.change_prompts, [page.view, page.prompt_set, page.prompt_file], mode_outputs, **choosing)
     sliced = page.slice_button.click(page.slice_lambda, [page.view, page.layers], [page.tradeoff], **sampling)
     page.slice_stop.click(None, None, None, cancels=[sliced], queue=False)  # closing it stops the slice
     export = [page.export_file, page.export_note]

@@ -607,7 +607,16 @@ def test_the_page_wires_clickable_heatmaps_rules_and_concurrency_groups(page):
         assert 'trigger("select"' in props["js_on_load"]
         assert "plotly.min.js" in props["head"]
     assert components["slr-rule"]["props"]["value"] == "strict"
-    assert [choice[1] for choice in components["slr-rule"]["props"]["choices"]] == ["strict", "paper"]
+    assert [choice[1] for choice in components["slr-rule"]["props"]["choices"]] == [
+        "strict",
+        "paper",
+        "answer",
+    ]
+    assert [choice[1] for choice in components["slr-prompt-set"]["props"]["choices"]] == [
+        "paper",
+        "open",
+        "upload",
+    ]
     assert components["slr-quality-map"]["props"]["value"] == "strict_quality"
     dependencies = config["dependencies"]
     selects = [
@@ -623,6 +632,7 @@ def test_the_page_wires_clickable_heatmaps_rules_and_concurrency_groups(page):
     assert groups["compare"][0] == "sample"  # ... so it never queues sampling
     assert groups["select_cell"][0] == groups["change_view"][0] == "view"
     assert groups["export_selected"] == ("export", 1)
+    assert groups["change_prompts"][0] == "load"  # encoding a set's tries is heavy: bounded per visitor
     assert app.build_app() is not page.demo  # build_app() is a fresh page's Blocks
 
 
