@@ -24,10 +24,11 @@ def test_picking_open_answers_shows_that_sets_landscape(browser, tmp_path):  # n
         page = browser.new_context(viewport={"width": 1440, "height": 1000}).new_page()
         page.goto(url)
         page.wait_for_selector(f"{DIVERSITY_PLOT}[data-drawn]", timeout=120_000)
-        assert "prompts:" not in page.locator("#heatmap-diversity .gtitle").inner_text()  # the paper set
+        assert "prompts:" not in page.locator("#heatmap-diversity .gtitle").text_content()  # paper
         page.get_by_label("Prompt set").click()
         page.get_by_role("option", name=SET_LABELS["open"], exact=True).click()
         title = page.locator("#heatmap-diversity .gtitle", has_text="prompts: open answers")
         title.wait_for(timeout=120_000)
-        page.get_by_text("Prompt set: open answers").first.wait_for(timeout=30_000)
+        references = page.locator("#slr-references", has_text="Prompt set: open answers")
+        references.wait_for(timeout=30_000)
         assert "error" not in page.locator("#slr-sweep-status").inner_text().lower()
