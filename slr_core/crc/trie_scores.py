@@ -48,7 +48,7 @@ class TrieWalk:
         self.headed = torch.zeros(n, dtype=torch.bool)
         tokens = torch.tensor(trie.tokens, dtype=torch.long)
         self.tokens = tokens
-        self.prob[self.known] = root_probs[tokens[self.known]].cpu()
+        self.prob[self.known] = root_probs[tokens[self.known].to(root_probs.device)].cpu()
         self.omitted = float(root_probs[trie.root_omitted].sum()) if trie.root_omitted else 0.0
 
     def wanted(self, tier: float) -> list[int]:
