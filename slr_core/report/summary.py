@@ -142,7 +142,12 @@ def summary_text(landscape: Landscape, fraction: float, digits: int = 4) -> str:
 
 
 def _columns(landscape: Landscape) -> list[str]:
-    return list(NUMBERS) if landscape.has_strict else ["Q", "D"]
+    if not landscape.has_strict:
+        return ["Q", "D"]
+    points = [landscape.post, landscape.pre, *landscape.intervals.values(), *landscape.soup.values()]
+    # Landscapes written before answer_diversity existed keep their old columns.
+    known = all(p.answer_diversity is not None for p in points if p is not None)
+    return [c for c in NUMBERS if known or NUMBERS[c] != "answer_diversity"]
 
 
 def _text_name(column: str) -> str:
