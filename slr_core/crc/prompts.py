@@ -123,6 +123,12 @@ class EncodedPrompts:
             pick(self.tries),
         )
 
+    def with_tries(self, tries: list[Trie]) -> EncodedPrompts:
+        """The same prompts laid out with other tries (a widened layout)."""
+        token_ids = [torch.tensor(trie.tokens, dtype=torch.long) for trie in tries]
+        char_index = [torch.tensor(trie.answer, dtype=torch.long) for trie in tries]
+        return EncodedPrompts(self.prompts, self.input_ids, token_ids, char_index, tries)
+
 
 def encode_prompts(tokenizer, prompts: list[CRCPrompt]) -> EncodedPrompts:
     """Apply the chat template and build every prompt's answer trie (crc/trie.py).
@@ -130,10 +136,8 @@ def encode_prompts(tokenizer, prompts: list[CRCPrompt]) -> EncodedPrompts:
     PromptSetError, naming the prompt, for an answer no token sequence says or a trie over a cap.
     """
     tries = answer_tries(tokenizer, [p.instruction for p in prompts], [p.valid for p in prompts])
-    token_ids = [torch.tensor(trie.tokens, dtype=torch.long) for trie in tries]
-    char_index = [torch.tensor(trie.answer, dtype=torch.long) for trie in tries]
     input_ids = [encode_chat(tokenizer, prompt.instruction) for prompt in prompts]
-    return EncodedPrompts(list(prompts), input_ids, token_ids, char_index, tries)
+    return EncodedPrompts(list(prompts), input_ids, [], [], []).with_tries(tries)
 
 
 # ---------------------------------------------------------------- scores

@@ -238,7 +238,7 @@ SHORT_SEQUENCES = 2
 
 def pruned_trie(tokenizer, answers: tuple[str, ...]) -> Trie:
     """A trie of the likely spellings only, recording at every node which continuations it leaves out."""
-    index, memo, texts = _index(tokenizer), {}, token_texts(tokenizer)
+    texts = token_texts(tokenizer)
     trie = build_trie(tokenizer, answers, max_depth=SHORT_SEQUENCES)
     builder = _Builder()
     builder.trie, builder.nodes = trie, {(p, t): n for n, (p, t) in enumerate(zip(trie.parent, trie.tokens))}
@@ -252,12 +252,35 @@ def pruned_trie(tokenizer, answers: tuple[str, ...]) -> Trie:
             for token in ids:
                 node = builder.add(node, token)
             trie.answer[node] = slot
+    return _record_left_out(tokenizer, answers, trie)
+
+
+def widen_trie(tokenizer, answers: tuple[str, ...], trie: Trie, additions: list[tuple[int, int]]) -> Trie:
+    """A copy of a pruned `trie` with nodes (parent node, token) added (parent -1: a first token).
+
+    Each addition must be a continuation the trie records as left out; the added nodes' own
+    continuations are then recorded as left out in turn.
+    """
+    builder = _Builder()
+    builder.trie = Trie(list(trie.tokens), list(trie.parent), list(trie.answer))
+    builder.nodes = {(p, t): n for n, (p, t) in enumerate(zip(trie.parent, trie.tokens))}
+    for parent, token in additions:
+        left_out = trie.root_omitted if parent < 0 else trie.omitted.get(parent, [])
+        if token not in left_out:
+            raise ValueError(f"token {token} is not left out under node {parent}")
+        builder.add(parent, token)
+    return _record_left_out(tokenizer, answers, builder.trie)
+
+
+def _record_left_out(tokenizer, answers: tuple[str, ...], trie: Trie) -> Trie:
+    # What each node's text says (its answer), and which of its continuations are not laid out.
+    index, memo, texts = _index(tokenizer), {}, token_texts(tokenizer)
     node_text: list[str] = []
     for parent, token in zip(trie.parent, trie.tokens):
         node_text.append((node_text[parent] if parent >= 0 else "") + texts[token])
     slots = {answer: slot for slot, answer in enumerate(answers)}
-    trie.answer = [slots.get(text.strip(), -1) for text in node_text]  # what each node's text says
-    laid_out = trie.children()
+    trie.answer = [slots.get(text.strip(), -1) for text in node_text]
+    laid_out, trie.omitted = trie.children(), {}
     for node in [-1, *range(len(trie))]:
         said = node_text[node].lstrip() if node >= 0 else ""
         wanted = set()

@@ -48,8 +48,14 @@ class TrieWalk:
         self.headed = torch.zeros(n, dtype=torch.bool)
         tokens = torch.tensor(trie.tokens, dtype=torch.long)
         self.tokens = tokens
-        self.prob[self.known] = root_probs[tokens[self.known]].cpu()
-        self.omitted = float(root_probs[trie.root_omitted].sum()) if trie.root_omitted else 0.0
+        self.prob[self.known] = root_probs[tokens[self.known].to(root_probs.device)].cpu()
+        # Left-out continuations: (node or -1, their tokens, their path probabilities) once measured.
+        self.left_out: list[tuple[int, list[int], torch.Tensor]] = []
+        self.omitted = 0.0
+        if trie.root_omitted:
+            masses = root_probs[torch.tensor(trie.root_omitted, device=root_probs.device)].cpu()
+            self.left_out.append((-1, trie.root_omitted, masses))
+            self.omitted = float(masses.sum())
 
     def wanted(self, tier: float) -> list[int]:
         """Nodes whose path probability is known, at least `tier`, and whose head has not run."""
@@ -69,11 +75,20 @@ class TrieWalk:
             self.known[children] = True
         left_out = self.trie.omitted.get(node)
         if left_out:
-            self.omitted += float(self.prob[node] * probs(left_out).sum())
+            masses = self.prob[node] * probs(left_out)
+            self.left_out.append((node, left_out, masses))
+            self.omitted += float(masses.sum())
 
     def trie_tokens(self, nodes: list[int]) -> list[int]:
         """The tokens of `nodes`."""
         return [self.trie.tokens[n] for n in nodes]
+
+    def omitted_share(self) -> float:
+        """The left-out mass as a fraction of the Q found (what it can move Q, D and strict quality by)."""
+        quality = float(self.prob[self.minimal & self.known].sum())
+        if self.omitted == 0.0:
+            return 0.0
+        return self.omitted / quality if quality > 0 else float("inf")
 
     def unscored(self) -> tuple[float, float]:
         """(what unvisited nodes can add to strict quality, and to Q): each bounded by its pi."""

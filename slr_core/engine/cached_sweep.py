@@ -15,7 +15,7 @@ import torch
 from slr_core import cache
 from slr_core.crc.prompts import EncodedPrompts, crc_means
 from slr_core.engine.capture import Reference
-from slr_core.engine.sweep import Stats, make_batch, model_scores, sweep_intervals
+from slr_core.engine.sweep import Stats, make_batch, model_scores, sweep_intervals, widen_layout
 from slr_core.models.chat import end_of_turn_ids
 from slr_core.models.loading import ModelPair
 from slr_core.slr.intervals import check_mode
@@ -146,6 +146,7 @@ def survey(
             cache.put_result(cache.result_key(context(name), name), asdict(point))
         return point
 
+    encoded = widen_layout(pair, encoded)  # tries over the cap: lay out what post and pre say (sweep.py)
     batch, end_ids = (
         make_batch(encoded, pair.tokenizer.pad_token_id, pair.device),
         end_of_turn_ids(pair.tokenizer),

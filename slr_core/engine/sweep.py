@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 
 from slr_core.crc.branches import Batch, make_batch
 from slr_core.crc.prompts import EncodedPrompts, answer_probabilities, first_token_scores
+from slr_core.crc.trie import MAX_TOTAL_TRIE_NODES, MAX_TRIE_NODES, widen_trie
 from slr_core.crc.trie_scores import TrieWalk
 from slr_core.engine.capture import (
     Reference,
@@ -54,7 +55,7 @@ __all__ = ["Batch", "Stats", "make_batch", "model_scores", "sweep_intervals"]
 SKIP_TIERS = (1e-4, 1e-8, 0.0)
 SKIP_RELATIVE = 1e-5
 # Spellings a trie over the cap leaves out (crc/trie.py, pruned_trie): their mass is measured at every
-# interval, and a result whose left-out mass exceeds this (per prompt, absolute) is refused.
+# interval, and a result whose left-out mass exceeds this fraction of a prompt's Q is refused.
 OMITTED_TOLERANCE = 1e-5
 HEAD_ROWS = 256  # LM-head rows per matmul: 256 rows x 262k float32 logits is 268 MB
 
@@ -66,18 +67,25 @@ def score_kept(
     end_ids: list[int],
     stats: Stats,
     strict: bool = True,
+    walks: list[TrieWalk] | None = None,
 ) -> torch.Tensor:
     """Per-prompt (Q, D, stop, strict quality, answer_diversity) [P, 5] from kept final states
-    [P, 1 + K, d] (the last prompt position, then each trie node); (Q, D) [P, 2] without strict."""
+    [P, 1 + K, d] (the last prompt position, then each trie node); (Q, D) [P, 2] without strict.
+
+    Given a `walks` list, each prompt's TrieWalk is appended to it and left-out mass is not refused
+    (widen_layout reads it)."""
     rows = list(range(kept.shape[0]))
     root_logits = final_logits(model, kept[:, 0])
     stats.head_rows += len(rows)
     if not strict and encoded.is_flat:  # first tokens only: the root's head says it all
         return first_token_scores(answer_probabilities(root_logits, encoded, rows), encoded, rows)
     root_probs = torch.softmax(root_logits.double(), dim=-1)
-    walks = [
+    found = [
         TrieWalk(encoded.tries[p], len(encoded.prompts[p].valid), root_probs[b]) for b, p in enumerate(rows)
     ]
+    walks, collected = found, walks
+    if collected is not None:
+        collected.extend(found)
     for tier in SKIP_TIERS:
         while True:  # a visited node makes its children's probabilities known: visit them in this tier
             wanted = [(b, node) for b, walk in enumerate(walks) if not walk.settled(SKIP_RELATIVE)
@@ -86,16 +94,59 @@ def score_kept(
                 break
             _visit(model, kept, walks, wanted, end_ids, stats)
     stats.branches_skipped += sum(int((~walk.headed).sum()) for walk in walks)
-    omitted = max((walk.omitted for walk in walks), default=0.0)
-    stats.omitted_mass = max(stats.omitted_mass, omitted)
-    if omitted > OMITTED_TOLERANCE:
+    share = max((walk.omitted_share() for walk in walks), default=0.0)
+    stats.omitted_mass = max([stats.omitted_mass, *(walk.omitted for walk in walks)])
+    stats.omitted_share = max(stats.omitted_share, share)
+    if share > OMITTED_TOLERANCE and collected is None:
         raise PromptSetError(
-            f"The answer spellings left out of the trie layout carry {omitted:.3g} of a prompt's "
-            f"probability here, over the {OMITTED_TOLERANCE:g} the sweep allows: these numbers would not "
-            "be exact. Use shorter answers (their every spelling is then laid out)."
+            f"The answer spellings left out of the trie layout carry {share:.3g} of a prompt's Q here, "
+            f"over the {OMITTED_TOLERANCE:g} the sweep allows: these numbers would not be exact. Use "
+            "shorter answers (their every spelling is then laid out)."
         )
     scores = torch.stack([walk.scores() for walk in walks])
     return scores if strict else scores[:, :2]
+
+
+# Where a pruned trie's left-out spellings carry more than OMITTED_TOLERANCE / 10 of a prompt's Q under
+# the post or the pre model, those carrying at least WIDEN_MASS of it are laid out, round by round.
+WIDEN_ROUNDS = 4
+WIDEN_MASS = 1e-8
+
+
+def widen_layout(pair: ModelPair, encoded: EncodedPrompts) -> EncodedPrompts:
+    """`encoded` with its pruned tries widened until the post and pre models leave out little.
+
+    Each round scores both models (two passes each) and lays out every left-out continuation with
+    path probability >= WIDEN_MASS under either; it stops at OMITTED_TOLERANCE / 10, after
+    WIDEN_ROUNDS, or at the node caps. Intervals are checked on their own as they are swept.
+    """
+    if not any(trie.omitted or trie.root_omitted for trie in encoded.tries):
+        return encoded
+    end_ids = end_of_turn_ids(pair.tokenizer)
+    for _ in range(WIDEN_ROUNDS):
+        batch = make_batch(encoded, pair.tokenizer.pad_token_id, pair.device)
+        walks: list[TrieWalk] = []
+        reference = Reference(pair.post, batch)
+        for model in (pair.post, pair.pre):
+            model_scores(model, encoded, batch, end_ids, reference=reference, walks=walks)
+        if max(walk.omitted_share() for walk in walks) <= OMITTED_TOLERANCE / 10:
+            break
+        additions: list[set] = [set() for _ in encoded.tries]
+        for k, walk in enumerate(walks):
+            quality = float(walk.prob[walk.minimal & walk.known].sum())
+            for node, tokens, masses in walk.left_out:
+                additions[k % len(encoded)].update(
+                    (node, t) for t, m in zip(tokens, masses.tolist()) if m >= WIDEN_MASS * quality
+                )
+        tries = [
+            widen_trie(pair.tokenizer, prompt.valid, trie, sorted(added)) if added else trie
+            for prompt, trie, added in zip(encoded.prompts, encoded.tries, additions)
+        ]
+        too_big = sum(map(len, tries)) > MAX_TOTAL_TRIE_NODES or max(map(len, tries)) > MAX_TRIE_NODES
+        if too_big or tries == encoded.tries:
+            break
+        encoded = encoded.with_tries(tries)
+    return encoded
 
 
 def _visit(model, kept, walks: list[TrieWalk], pairs: list[tuple[int, int]], end_ids, stats) -> None:
@@ -121,6 +172,7 @@ def model_scores(
     end_ids: list[int],
     stats=None,
     reference: Reference | None = None,
+    walks: list[TrieWalk] | None = None,
 ):
     """Per-prompt CRC scores [P, 4] of a whole model in one batched pass.
 
@@ -137,7 +189,7 @@ def model_scores(
     stats.token_layer_evals += len(cap.args) * int(batch.widths.sum())
     with precision.head_held(model):
         kept = kept_positions(cap.hidden_states[-1], batch.keep_index)
-        return score_kept(model, kept, encoded, end_ids, stats)
+        return score_kept(model, kept, encoded, end_ids, stats, walks=walks)
 
 
 @dataclass
@@ -172,6 +224,8 @@ def sweep_intervals(
     check_mode(mode)
     for start, end in wanted:
         check_interval(start, end, num_layers)
+    if reference is None:  # a caller with a reference has laid out (and widened) its batch already
+        encoded = widen_layout(pair, encoded)
     # The post model's capture is the same for every interval: reuse the caller's if it has one.
     reference = reference or Reference(
         pair.post, make_batch(encoded, pair.tokenizer.pad_token_id, pair.device, branches=strict)

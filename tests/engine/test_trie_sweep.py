@@ -119,18 +119,20 @@ def test_a_pruned_layout_measures_what_it_leaves_out_and_refuses_too_much(tiny_p
     # Force the pruned layout (spellings of one token plus each answer's own tokenisation).
     monkeypatch.setattr(trie_module, "MAX_TRIE_NODES", 4)
     monkeypatch.setattr(trie_module, "SHORT_SEQUENCES", 1)
+    monkeypatch.setattr(sweep, "WIDEN_ROUNDS", 0)  # as laid out: no widening
     prompt = CRCPrompt("Name a word of this request.", ("Random", "12"))
     encoded = encode_prompts(tiny_pair.tokenizer, [prompt])
     assert encoded.tries[0].omitted or encoded.tries[0].root_omitted
     exact = naive_interval_scores(tiny_pair, encoded, 1, 2)
-    monkeypatch.setattr(sweep, "OMITTED_TOLERANCE", 1.0)
+    monkeypatch.setattr(sweep, "OMITTED_TOLERANCE", float("inf"))
     stats = Stats()
     pruned = next(iter(sweep_intervals(tiny_pair, encoded, {(1, 2)}, stats=stats))).per_prompt
     assert stats.omitted_mass > 0
     for column in (0, 3):  # what is left out is missing, and at most the measured mass
         error = exact[:, column] - pruned[:, column]
         assert bool((error >= -1e-12).all()) and bool((error <= stats.omitted_mass + 1e-12).all())
-    monkeypatch.setattr(sweep, "OMITTED_TOLERANCE", stats.omitted_mass / 2)
+    assert 0 < stats.omitted_share < float("inf")
+    monkeypatch.setattr(sweep, "OMITTED_TOLERANCE", stats.omitted_share / 2)
     with pytest.raises(PromptSetError, match="left out of the trie layout carry"):
         list(sweep_intervals(tiny_pair, encoded, {(1, 2)}))
 
@@ -155,3 +157,27 @@ def test_shards_of_a_trie_sweep_merge_into_the_single_process_csv(tiny_paths, tm
     assert merged.read_bytes() == single.read_bytes()
     header, post_row = single.read_text().splitlines()[:2]
     assert header.endswith(",answer_diversity") and post_row.split(",")[-1] != ""
+
+
+def test_widening_lays_out_what_post_and_pre_say_until_little_is_left_out(tiny_pair, monkeypatch):
+    from slr_core.engine.sweep import widen_layout
+
+    prompt = CRCPrompt("Name a word of this request.", ("Random", "12"))
+    full = len(trie_module.build_trie(tiny_pair.tokenizer, prompt.valid))
+    monkeypatch.setattr(trie_module, "SHORT_SEQUENCES", 1)
+    monkeypatch.setattr(trie_module, "MAX_TRIE_NODES", full - 1)  # pruned, with room to widen
+    monkeypatch.setattr(sweep, "WIDEN_MASS", 0.0)
+    encoded = encode_prompts(tiny_pair.tokenizer, [prompt])
+    widened = widen_layout(tiny_pair, encoded)
+    assert len(encoded.tries[0]) < len(widened.tries[0]) < full
+    batch = make_batch(widened, tiny_pair.tokenizer.pad_token_id, tiny_pair.device)
+    end_ids, left = end_of_turn_ids(tiny_pair.tokenizer), []
+    for model in (tiny_pair.post, tiny_pair.pre):
+        walks = []
+        model_scores(model, widened, batch, end_ids, walks=walks)
+        left.append(walks[0].omitted_share())
+    assert max(left) <= sweep.OMITTED_TOLERANCE / 10
+    # The sweep widens on its own, and its numbers are the naive ones.
+    for result in sweep_intervals(tiny_pair, encoded, {(0, 1), (2, 3)}):
+        naive = naive_interval_scores(tiny_pair, encoded, result.start, result.end)
+        assert torch.allclose(result.per_prompt[:, :3], naive[:, :3], atol=1e-4, rtol=0)
