@@ -36,7 +36,9 @@ def test_rows_follow_landscape_summary_for_both_rules():
             found["best"][m] for m in ("quality", "diversity", "stop", "strict_quality")
         ]
     soups = {row["rule"]: row["alpha"] for row in rows if row["kind"] == "soup"}
-    assert soups == {"strict": STRICT_ALPHA, "paper": PAPER_ALPHA}
+    # Here answer D equals D (tests/strict_landscapes.py), so the answer rule picks as the strict one does.
+    assert soups == {"strict": STRICT_ALPHA, "paper": PAPER_ALPHA, "answer": STRICT_ALPHA}
+    assert picks["answer"]["interval"] == STRICT_PICK
     controls = [(row["rule"], row["label"], row["interval"]) for row in rows if row["kind"] == "control"]
     assert ("strict", "SLR-Early", (0, 0)) in controls and ("paper", "SLR-Late", (2, 3)) in controls
     assert [row["kind"] for row in rows[:2]] == ["post", "pre"]
