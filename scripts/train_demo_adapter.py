@@ -206,11 +206,11 @@ def train(arguments: argparse.Namespace) -> dict:
     return {"record": record, "peft_model": peft_model}
 
 
-def save(peft_model, record: dict, out: Path) -> None:
+def save(peft_model, record: dict, out: Path, base: str = demo.PRE_SPEC) -> None:
     """Write adapter_model.safetensors, adapter_config.json and training_meta.json to `out`."""
     # bfloat16 halves the committed file; the rounding is far below the adapter's own effect.
     peft_model.to(torch.bfloat16)
-    peft_model.peft_config["default"].base_model_name_or_path = demo.PRE_SPEC
+    peft_model.peft_config["default"].base_model_name_or_path = base
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as staging:
         peft_model.save_pretrained(staging)  # also writes a model card we do not keep

@@ -16,7 +16,6 @@ import os
 import platform
 import random
 import shlex
-import shutil
 import sys
 import tempfile
 import time
@@ -26,6 +25,8 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout
+
+from train_demo_adapter import save  # the same adapter files as the SFT adapter (scripts/ is on sys.path)
 
 from slr_core.models import demo, demo_preferences
 
@@ -193,25 +194,11 @@ def train(arguments: argparse.Namespace) -> dict:
     return {"record": record, "peft_model": trainer.model}
 
 
-def save(peft_model, record: dict, out: Path) -> None:
-    """Write adapter_model.safetensors, adapter_config.json and training_meta.json to `out`."""
-    peft_model.to(torch.bfloat16)  # as the SFT adapter: halves the file, far below the effect
-    peft_model.peft_config["default"].base_model_name_or_path = demo.SFT_SPEC
-    out.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory() as staging:
-        peft_model.save_pretrained(staging)
-        shutil.copyfile(Path(staging) / "adapter_model.safetensors", out / "adapter_model.safetensors")
-        config = json.loads((Path(staging) / "adapter_config.json").read_text())
-        config["target_modules"] = sorted(config["target_modules"])  # peft keeps a set
-        (out / "adapter_config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
-    (out / "training_meta.json").write_text(json.dumps(record, indent=2) + "\n")
-
-
 def main() -> None:
     """Train and save the demo DPO adapter."""
     arguments = parse_arguments()
     result = train(arguments)
-    save(result["peft_model"], result["record"], arguments.out)
+    save(result["peft_model"], result["record"], arguments.out, base=demo.SFT_SPEC)
     print(json.dumps(result["record"]["held_out"]), f"wall {result['record']['wall_time_s']}s")
 
 
