@@ -325,11 +325,11 @@ def test_the_quality_map_toggles_between_q_and_strict_q_and_the_stop_map_shows_t
 def test_the_summary_shows_both_rules_picks_side_by_side(page, rule_view):
     summary = page.change_view(rule_view, 0.9, "strict", "strict_quality")[page.summary]
     rows = {line.split("|")[2].strip(): line for line in summary.splitlines() if line.startswith("| **SLR**")}
-    assert set(rows) == {"strict", "paper"}
-    assert "[1, 1]" in rows["strict"] and "[0, 1]" in rows["paper"]
+    assert set(rows) == {"strict", "paper", "answer"}  # the hand-made landscape has answer D (= D)
+    assert "[1, 1]" in rows["strict"] and "[0, 1]" in rows["paper"] and "[1, 1]" in rows["answer"]
     for cell in ("0.750", "0.675", "0.900", "1.000"):  # Q, strict Q, stop, D of the strict pick
         assert cell in rows["strict"]
-    assert "| model | rule | q_min | interval / α | Q | strict Q | stop | D |" in summary
+    assert "| model | rule | q_min | interval / α | Q | strict Q | stop | D | answer D |" in summary
     assert "SLR-Early" not in summary  # the page leaves the controls to the model card and CLI
 
 
