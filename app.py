@@ -5,9 +5,7 @@ in gr.State; loaded pairs are shared read-only through a registry, and each requ
 
 from __future__ import annotations
 
-import functools
 import importlib.util
-import inspect
 import os
 import sys
 import threading
@@ -22,7 +20,7 @@ if os.environ.get("SPACES_ZERO_GPU") and importlib.util.find_spec("spaces") is n
 import gradio as gr
 import pandas
 
-from app_layout import ASSETS, PLOTLY_JS, SCROLL_TO_COMPARE, lay_out
+from app_layout import ASSETS, PLOTLY_JS, SCROLL_TO_COMPARE, lay_out, visitor_errors
 from slr_core import cache, inputs
 from slr_core.downstream import evaluation
 from slr_core.downstream.metrics import embedding_dissimilarity
@@ -35,7 +33,7 @@ from slr_core.models.settings import Settings
 from slr_core.report.evaluation_figure import evaluation_figure
 from slr_core.report.evaluation_plan import progress_markdown
 from slr_core.report.summary import sweep_status
-from slr_core.serve import admission, pair_compare, session
+from slr_core.serve import admission, pair_compare, prompt_choice, session
 from slr_core.serve.compare import ComparePanel, checked_request, open_panel
 from slr_core.serve.launch import DELETE_CACHE, MAX_UPLOAD, launch_settings, preload
 from slr_core.serve.registry import FairLock, LoadedPair, PairRegistry
@@ -68,29 +66,6 @@ TRACKED_PROGRESS = gr.Progress(track_tqdm=True)
 DEVICE_TURN = nullcontext() if ZERO_GPU else FairLock()
 POLICY = HostedPolicy.from_env()  # replaced by main() once the flags are read (docs/hosting.md)
 REGISTRY = PairRegistry.from_policy(POLICY)
-
-
-def visitor_errors(handler: Callable) -> Callable:
-    """Show slr_core's SLRError (a message saying what to do) as a gr.Error, for plain and generator handlers."""
-    if inspect.isgeneratorfunction(handler):
-
-        @functools.wraps(handler)
-        def streamed(*args, **kwargs):
-            try:
-                yield from handler(*args, **kwargs)
-            except SLRError as error:
-                raise gr.Error(str(error)) from error
-
-        return streamed
-
-    @functools.wraps(handler)
-    def plain(*args, **kwargs):
-        try:
-            return handler(*args, **kwargs)
-        except SLRError as error:
-            raise gr.Error(str(error)) from error
-
-    return plain
 
 
 WORK = Workbench(REGISTRY, DEVICE_TURN, STREAM_SECONDS)
@@ -139,7 +114,7 @@ class Page:
                 f"Could not load {key[0]} / {key[1]} ({type(error).__name__}: {error}). "
                 "The pair shown before is unchanged."
             ) from error
-        complete = view.show_pair(key, session.stored_landscapes(entry.pair, entry.encoded))
+        complete = view.show_pair(key, session.stored_landscapes(entry.pair, entry.encoded_for(view.prompts)))
         return {
             **self.view_update(view),
             self.pair_info: session.pair_markdown(entry.pair),
@@ -155,7 +130,7 @@ class Page:
     def change_mode(self, view: SessionView, mode: str) -> dict:
         """Show whole-layer, attention-only or MLP-only restoration; a mode not swept yet is swept now."""
         entry = require_pair(view)
-        view.show_mode(mode, cached_sweep.stored_landscape(entry.pair, entry.encoded, mode))
+        view.show_mode(mode, cached_sweep.stored_landscape(entry.pair, entry.encoded_for(view.prompts), mode))
         return {
             **self.view_update(view),
             self.sweep_status: sweep_status(view.landscape, running=False),
@@ -163,11 +138,29 @@ class Page:
         }
 
     @visitor_errors
+    def change_prompts(self, view: SessionView, choice: str, upload: str | None) -> dict:
+        """Show another prompt set's landscape (each set cached apart), checked before any work; an
+        incomplete one starts its sweep. Upload picked but no file yet: nothing changes."""
+        entry = require_pair(view)
+        chosen = prompt_choice.chosen_prompts(choice, upload, POLICY.hosted)
+        if chosen is None:
+            return {}
+        name, prompts = chosen
+        complete = view.show_prompts(
+            name, prompts, session.stored_landscapes(entry.pair, entry.encoded_for(prompts))
+        )
+        return {
+            **self.view_update(view),
+            self.sweep_status: sweep_status(view.landscape, running=False),
+            self.sweep_token: sweep_token(view, complete),
+        }
+
+    @visitor_errors
     def slice_lambda(self, view: SessionView, layers: str) -> Iterator[dict]:
         """Put the chosen hybrid's lambda slice (lambda = 0 ... 1) on the trade-off plot, point by point."""
         require_pair(view)
         restoration, key = view.restoration(layers, 1.0), view.key
-        for points in lambda_points(key, restoration, view.slice_reference()):
+        for points in lambda_points(key, restoration, view.slice_reference(), view.prompts):
             if view.key != key:
                 return  # another pair is shown: its plot must not get this pair's slice
             view.lambda_slice = (restoration.label, points)
@@ -184,7 +177,8 @@ class Page:
         # One bar, set directly: under track_tqdm Gradio would count an outer bar into the sweep's inner one.
         progress(view.progress(), desc="CRC landscape", unit="result")
         try:
-            for running in view.follow(sweep_steps(view.key, view.missing(), view.mode), UPDATE_SECONDS):
+            steps = sweep_steps(view.key, view.missing(), view.mode, view.prompts)
+            for running in view.follow(steps, UPDATE_SECONDS):
                 progress(view.progress(), desc="CRC landscape", unit="result")
                 yield {**self.view_update(view), self.sweep_status: sweep_status(view.landscape, running)}
         except SLRError as error:
@@ -387,6 +381,9 @@ def wire(page: Page) -> None:
     # A mode not swept yet changes the sweep token, which starts its sweep (and stops the last mode's).
     mode_outputs = [*view_outputs, page.sweep_status, page.sweep_token]
     page.restore.change(page.change_mode, [page.view, page.restore], mode_outputs, **light)
+    choosing = {**POLICY.concurrency("load"), "show_progress": "hidden"}  # encoding a set takes seconds
+    for trigger in (page.prompt_set.input, page.prompt_file.upload):  # a set is checked before any work
+        trigger(page.change_prompts, [page.view, page.prompt_set, page.prompt_file], mode_outputs, **choosing)
     sliced = page.slice_button.click(page.slice_lambda, [page.view, page.layers], [page.tradeoff], **sampling)
     page.slice_stop.click(None, None, None, cancels=[sliced], queue=False)  # closing it stops the slice
     export = [page.export_file, page.export_note]

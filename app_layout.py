@@ -1,14 +1,18 @@
-"""The page's components and where they sit: pure layout, no handlers (app.py wires them)."""
+"""The page's components and where they sit (app.py wires them), and the one decorator every handler shares."""
 
 from __future__ import annotations
 
+import functools
 import importlib.util
+import inspect
+from collections.abc import Callable
 from pathlib import Path
 
 import gradio as gr
 
+from slr_core.errors import SLRError
 from slr_core.models.settings import DEFAULT_Q_FRACTION
-from slr_core.serve import session
+from slr_core.serve import prompt_choice, session
 from slr_core.serve.compare import MODEL_TITLES, samples_html
 from slr_core.serve.pair_compare import second_pair_choices
 from slr_core.serve.session import SessionView
@@ -22,11 +26,38 @@ EXAMPLE_PROMPTS = [
     "Write a short poem (four lines) about the sea.",
     "Tell me a joke.",
 ]
-RULE_CHOICES = [("strict: valid answer, then the reply ends", "strict"), ("paper: first token", "paper")]
+RULE_CHOICES = [
+    ("strict: valid answer, then the reply ends", "strict"),
+    ("paper: first token", "paper"),
+    ("answer: most diverse whole answers that end the reply", "answer"),
+]
 QUALITY_MAP_CHOICES = [("strict Q", "strict_quality"), ("Q (first token)", "quality")]
 RESTORE_CHOICES = [("whole layers", "layer"), ("attention only", "attention"), ("MLP only", "mlp")]
 # A chosen interval's comparison sits far below the maps: bring its header into view on the click.
 SCROLL_TO_COMPARE = "() => document.getElementById('slr-compare-header')?.scrollIntoView({block: 'start'})"
+
+
+def visitor_errors(handler: Callable) -> Callable:
+    """Show slr_core's SLRError (a message saying what to do) as a gr.Error, for plain and generator handlers."""
+    if inspect.isgeneratorfunction(handler):
+
+        @functools.wraps(handler)
+        def streamed(*args, **kwargs):
+            try:
+                yield from handler(*args, **kwargs)
+            except SLRError as error:
+                raise gr.Error(str(error)) from error
+
+        return streamed
+
+    @functools.wraps(handler)
+    def plain(*args, **kwargs):
+        try:
+            return handler(*args, **kwargs)
+        except SLRError as error:
+            raise gr.Error(str(error)) from error
+
+    return plain
 
 
 def heatmap_component(elem_id: str) -> gr.HTML:
@@ -64,6 +95,16 @@ def lay_out(page) -> None:
                 page.restore = gr.Radio(
                     RESTORE_CHOICES, value="layer", label="Restore", elem_id="slr-restore"
                 )
+                page.prompt_set = gr.Dropdown(
+                    prompt_choice.choices(), value="paper", label="Prompt set", elem_id="slr-prompt-set"
+                )
+                with gr.Accordion("Your own prompt set (JSON)", open=False):
+                    page.prompt_file = gr.File(
+                        label='[{"instruction": "...", "valid": ["answer", ...]}, ...]',
+                        file_types=[".json"],
+                        type="filepath",
+                        elem_id="slr-prompt-file",
+                    )
                 page.rule = gr.Radio(
                     RULE_CHOICES, value=DEFAULT_RULE, label="Selection rule", elem_id="slr-rule"
                 )

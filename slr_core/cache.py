@@ -29,6 +29,8 @@ from slr_core.files import replace_folder, staging_folder
 
 SCHEMA_VERSION = 2  # 2: results carry the strict-CRC numbers (stop, strict_quality)
 RESULT_METRICS = ("quality", "diversity", "stop", "strict_quality")
+# Numbers a result may lack: a landscape shipped before answer_diversity existed is stored without it.
+OPTIONAL_METRICS = ("answer_diversity",)
 CACHE_ENV = "SLR_CACHE_DIR"
 # The modules whose code computes a cached result's numbers: the hash covers them and every slr_core
 # module they import, transitively, so an edit anywhere below them (not to comments or docstrings)
@@ -196,7 +198,10 @@ def result_key(context: str, name: str) -> str:
 def _valid_result(value) -> bool:
     if not isinstance(value, dict) or value.get("schema") != SCHEMA_VERSION:
         return False
-    return all(isinstance(value.get(x), float) and math.isfinite(value[x]) for x in RESULT_METRICS)
+    optional = all(value.get(x) is None or isinstance(value[x], float) for x in OPTIONAL_METRICS)
+    return optional and all(
+        isinstance(value.get(x), float) and math.isfinite(value[x]) for x in RESULT_METRICS
+    )
 
 
 def get_result(key: str) -> dict | None:
@@ -235,6 +240,7 @@ def put_result(key: str, metrics: dict[str, float]) -> bool:
     False (with a warning, and keeping() saying why) when the store cannot be written: the caller's
     work goes on, it is just not kept."""
     value = {"schema": SCHEMA_VERSION, **{name: float(metrics[name]) for name in RESULT_METRICS}}
+    value |= {name: None if metrics.get(name) is None else float(metrics[name]) for name in OPTIONAL_METRICS}
     return _put(key, value)
 
 

@@ -38,13 +38,22 @@ def _pair_arguments(parser: argparse.ArgumentParser) -> None:
         help="spread each model over several devices with accelerate (FILE: a JSON module -> device map)",
     )
     parser.add_argument("--trust-remote-code", action="store_true")
-    parser.add_argument("--prompts", help="CRC prompt set JSON (default: the paper-style 40 prompts)")
+    _prompts_argument(parser)
     parser.add_argument("--no-cache", action="store_true", help="neither read nor write the cache")
     parser.add_argument(
         "--batch-tokens",
         type=flag(whole_number, low=1),
         default=16384,
         help="tokens per layer call (memory knob)",
+    )
+
+
+def _prompts_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--prompts",
+        metavar="paper|open|FILE",
+        help="the prompt set: paper (the paper's 40 digit/letter prompts, the default), open (open answers: "
+        "words, names, numbers), or a JSON file of {instruction, valid: [answers]}",
     )
 
 
@@ -89,7 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--rule",
         choices=RULES,
         default=DEFAULT_RULE,
-        help="strict: threshold strict quality (answer, then end of turn); paper: first-token Q",
+        help="strict: max D s.t. strict quality (answer, then end of turn) >= q_min; paper: first-token Q; "
+        "answer: max answer diversity (over whole answers that end the reply) s.t. strict quality >= q_min",
     )
     threshold = best.add_mutually_exclusive_group()
     threshold.add_argument(
@@ -102,7 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     _restore_argument(best)
     prompts = sub.add_parser("prompts", help="write the CRC prompt set as fed to a model")
     prompts.add_argument("--model", default="demo:post")
-    prompts.add_argument("--prompts", help="a prompt set JSON to re-encode")
+    _prompts_argument(prompts)
     prompts.add_argument("--out", type=flag(output_file), required=True)
     bench = sub.add_parser("bench", help="time the fair naive loop against the sweep")
     _pair_arguments(bench)
@@ -169,11 +179,11 @@ def _sources(args):
 
 
 def _prompt_set(args) -> list:
-    """The CRC prompts of --prompts (read and checked once), else the paper-style set."""
-    from slr_core.crc.prompts import default_prompts, load_prompts
+    """The CRC prompts of --prompts (a shipped set's name, or a file read and checked once); default paper."""
+    from slr_core.crc.prompt_sets import prompt_set
 
     if getattr(args, "prompt_set", None) is None:
-        args.prompt_set = load_prompts(args.prompts) if args.prompts else default_prompts()
+        args.prompt_set = prompt_set(args.prompts)
     return args.prompt_set
 
 
@@ -284,12 +294,9 @@ def cmd_diff(args) -> None:
 def cmd_best(args) -> None:
     pair = _load(args)
     landscape = _landscape(args, pair)
-    rule = args.rule if args.rule == "paper" or landscape.has_strict else "paper"
-    fraction = args.q_fraction if args.q_min is None else args.q_min / landscape.post.rule_quality(rule)
-    _print_summary(landscape, fraction)
-    best = landscape.rule_summary(fraction, rule)["best"]
-    picked = f"[{best['interval'][0]}, {best['interval'][1]}]" if best else "none (nothing reaches q_min)"
-    print(f"selected ({rule} rule): {picked}")
+    from slr_core.report.summary import best_text  # imports torch: not before the arguments are checked
+
+    print(best_text(landscape, args.rule, args.q_fraction, args.q_min))
 
 
 def _print_summary(landscape, fraction: float) -> None:

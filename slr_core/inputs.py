@@ -18,6 +18,15 @@ from slr_core.errors import InputError, SLRError
 SEED_MAX = 2**32 - 1  # the range every RNG takes (numpy's is the narrowest)
 TEMPERATURE_MAX = 5.0
 MAX_TEMPERATURES = 8  # an evaluation runs every method at each: more would hold the device for hours
+# A visitor's own prompt set in hosted mode (crc.prompt_sets.check_size): every answer's tokenisations
+# become rows of every sweep step, so the set's size is the sweep's cost. The shipped sets fit.
+PROMPT_SET_CAPS = {
+    "prompts": 64,
+    "answers": 1000,  # over all prompts
+    "answers_per_prompt": 64,
+    "answer_chars": 40,
+    "instruction_chars": 1000,
+}
 
 
 def _bad(name: str, text: str) -> InputError:

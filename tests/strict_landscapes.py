@@ -14,8 +14,8 @@ PAPER_ALPHA, STRICT_ALPHA = 0.5, 0.25
 
 
 def point(quality: float, diversity: float, stop: float) -> Point:
-    """A Point whose strict quality is quality x stop, as the strict CRC defines it."""
-    return Point(quality, diversity, stop, quality * stop)
+    """A Point whose strict quality is quality x stop, as the strict CRC defines it (answer diversity: D)."""
+    return Point(quality, diversity, stop, quality * stop, diversity)
 
 
 def two_rule_landscape() -> Landscape:

@@ -57,6 +57,16 @@ def test_sweep_limited_to_listed_intervals(tiny_paths, tmp_path):
     assert {(r["start"], r["end"]) for r in rows} == {("0", "1"), ("3", "3")}
 
 
+def test_prompts_open_names_the_shipped_open_answers_set():
+    from slr_core import cli
+    from slr_core.crc.prompt_sets import open_prompts
+
+    args = cli.build_parser().parse_args(["sweep", "--prompts", "open"])
+    assert cli._prompt_set(args) == open_prompts()
+    args = cli.build_parser().parse_args(["best"])
+    assert len(cli._prompt_set(args)) == 40  # the paper's set by default
+
+
 def test_prompts_command_writes_ids_fed_to_the_model(tiny_paths, tmp_path):
     _, post = tiny_paths("llama")
     out = tmp_path / "prompts.json"
@@ -66,12 +76,12 @@ def test_prompts_command_writes_ids_fed_to_the_model(tiny_paths, tmp_path):
     assert all(isinstance(i, int) for i in rows[0]["input_ids"])
 
 
-@pytest.mark.parametrize("rule", ["strict", "paper"])
-def test_best_prints_both_picks_and_selects_by_rule(tiny_paths, capsys, rule):
+@pytest.mark.parametrize("rule", ["strict", "paper", "answer"])
+def test_best_prints_every_rules_pick_and_selects_by_rule(tiny_paths, capsys, rule):
     pre, post = tiny_paths("llama")
     assert main(["best", "--pre", str(pre), "--post", str(post), "--rule", rule, "--q-fraction", "0.5"]) == 0
     out = capsys.readouterr().out
-    assert "strict rule" in out and "paper rule" in out
+    assert "strict rule" in out and "paper rule" in out and "answer rule: max answer D" in out
     landscape = _cached_landscape(pre, post)
     best = landscape.best_interval(landscape.q_min(0.5, rule), rule)
     assert out.strip().splitlines()[-1] == f"selected ({rule} rule): [{best[0]}, {best[1]}]"

@@ -231,11 +231,9 @@ def test_row_05_a_device_this_machine_lacks(capsys, pair_args, earlier, no_loadi
         ("{not json", "Cannot read prompt set"),
         ([], "expected a non-empty JSON list"),
         ([{"instruction": "  ", "valid": "01"}], "the 'instruction' is empty"),
-        (
-            [{"instruction": "Pick", "valid": ["10", "11"]}],
-            "every valid answer must be one non-space character",
-        ),
-        ([{"instruction": "Pick", "valid": "00"}], "'valid' lists a character twice"),
+        ([{"instruction": "Pick", "valid": ["10", ""]}], "every valid answer must be non-empty text"),
+        ([{"instruction": "Pick", "valid": ["10", " 11"]}], "the answer ' 11' has whitespace around it"),
+        ([{"instruction": "Pick", "valid": ["Red", "Red"]}], "'valid' lists ['Red'] more than once"),
         (
             [{"instruction": "Pick", "valid": "01"}, {"instruction": "Pick", "valid": "23"}],
             "prompt 1: repeats the instruction of prompt 0",
@@ -250,12 +248,18 @@ def test_row_06_prompt_set_form(capsys, tmp_path, pair_args, earlier, no_loading
     assert earlier.untouched()
 
 
+def test_row_06_prompt_set_names(capsys, pair_args, earlier, no_loading):
+    err = refused(capsys, "sweep", *pair_args, "--prompts", "opne", "--out", earlier.csv)
+    assert "--prompts 'opne' is neither a shipped prompt set (paper, open) nor a file" in err
+    assert earlier.untouched()
+
+
 def test_row_07_prompt_answers_must_be_single_tokens(capsys, tmp_path, pair_args, earlier, no_sweep):
     path = tmp_path / "prompts.json"
     path.write_text(json.dumps([{"instruction": "Pick a symbol.", "valid": ["€", "¥"]}]))
     err = refused(capsys, "sweep", *pair_args, "--prompts", path, "--out", earlier.csv)
-    assert "No token of this tokenizer is the single character(s) ['€', '¥']" in err
-    assert "CRC needs single-token answers" in err
+    assert "No token sequence of this tokenizer says the answer(s) ['€', '¥']" in err
+    assert "remove or reword them" in err
     assert earlier.untouched()
 
 
@@ -550,3 +554,84 @@ def test_row_39_weights_wider_than_compute(capsys, pair_args, earlier, no_loadin
     err = refused(capsys, "best", *pair_args[:4], "--dtype", "bfloat16", "--weights-dtype", "float32")
     assert "--weights-dtype float32 is wider than --dtype bfloat16" in err
     assert earlier.untouched()
+
+
+# ---------------------------------------------------------------- the page's prompt sets
+
+
+def prompt_file(tmp_path, items, name: str = "mine.json") -> str:
+    path = tmp_path / name
+    path.write_text(items if isinstance(items, str) else json.dumps(items), encoding="utf-8")
+    return str(path)
+
+
+def test_row_40_prompt_set_picker(page, shown):
+    with pytest.raises(gr.Error, match="not in the list of choices"):
+        page.prompt_set.preprocess("everything")
+    before = state(shown)
+    assert page.change_prompts(shown, "upload", None) == {}  # upload picked, no file yet: nothing happens
+    with pytest.raises(gr.Error, match="Unknown prompt set 'everything'"):  # the API skips the dropdown
+        page.change_prompts(shown, "everything", None)
+    assert state(shown) == before
+
+
+@pytest.mark.parametrize(
+    ("items", "message"),
+    [
+        ("{not json", "Cannot read prompt set mine.json"),
+        (
+            [{"instruction": "Pick", "valid": ["Red", "Red"]}],
+            "mine.json, prompt 0: 'valid' lists ['Red'] more than once",
+        ),
+        ([{"instruction": "Pick", "valid": ["Red", ""]}], "every valid answer must be non-empty text"),
+        ([{"instruction": "Pick", "valid": ["Red "]}], "has whitespace around it"),
+    ],
+)
+def test_row_41_prompt_set_upload_form(page, shown, tmp_path, earlier, items, message):
+    before = state(shown)
+    with pytest.raises(gr.Error) as refused:
+        page.change_prompts(shown, "upload", prompt_file(tmp_path, items))
+    assert message in str(refused.value)
+    assert state(shown) == before and shown.prompts is None and earlier.untouched()
+
+
+def test_row_42_prompt_set_upload_answers(page, shown, tmp_path, earlier):
+    before = state(shown)
+    unsayable = [{"instruction": "Pick a symbol.", "valid": ["€", "¥"]}]
+    with pytest.raises(gr.Error, match="€"):
+        page.change_prompts(shown, "upload", prompt_file(tmp_path, unsayable))
+    assert state(shown) == before and shown.prompts is None and earlier.untouched()
+
+
+def test_row_43_prompt_set_size_in_hosted_mode(page, shown, tmp_path, earlier, monkeypatch):
+    from slr_core.inputs import PROMPT_SET_CAPS
+    from slr_core.models.hosting import HostedPolicy
+
+    count = PROMPT_SET_CAPS["prompts"] + 1
+    many = [{"instruction": f"Pick a digit, take {k}.", "valid": "0123"} for k in range(count)]
+    path = prompt_file(tmp_path, many)
+    monkeypatch.setattr(app, "POLICY", HostedPolicy(hosted=True))
+    before = state(shown)
+    with pytest.raises(gr.Error, match=rf"larger than this server takes: {count} prompts \(at most"):
+        page.change_prompts(shown, "upload", path)
+    assert state(shown) == before and earlier.untouched()
+    monkeypatch.setattr(app, "POLICY", HostedPolicy())  # locally the same set is taken
+    page.change_prompts(shown, "upload", path)
+    assert len(shown.prompts) == count
+
+
+def test_row_44_a_trie_too_large(page, shown, capsys, tmp_path, pair_args, earlier, no_sweep):
+    from slr_core.crc.trie import MAX_TRIE_NODES
+
+    # The numbers 0 to 999 share prefixes, yet need more nodes than one prompt may lay out.
+    numbers = [{"instruction": "Give a number below 1000.", "valid": [str(n) for n in range(1000)]}]
+    path = prompt_file(tmp_path, numbers, "numbers.json")
+    err = refused(capsys, "sweep", *pair_args, "--prompts", path, "--out", earlier.csv)
+    assert (
+        "trie nodes even when only their spellings" in err
+        and f"the cap is {MAX_TRIE_NODES} per prompt" in err
+    )
+    before = state(shown)
+    with pytest.raises(gr.Error, match=f"the cap is {MAX_TRIE_NODES} per prompt"):
+        page.change_prompts(shown, "upload", path)
+    assert state(shown) == before and shown.prompts is None and earlier.untouched()

@@ -100,9 +100,11 @@ def tiny_configs(vocab_size: int) -> dict:
     }
 
 
-def build_tokenizer(folder: Path, vocab_size: int = 300) -> PreTrainedTokenizerFast:
-    """A small BPE tokenizer trained on CRC-like text, with Gemma's chat template."""
-    corpus = [p.instruction for s in range(3) for p in default_prompts(seed=s)]
+def build_tokenizer(
+    folder: Path, vocab_size: int = 300, extra_corpus: tuple[str, ...] = ()
+) -> PreTrainedTokenizerFast:
+    """A small BPE tokenizer trained on CRC-like text (and `extra_corpus`), with Gemma's chat template."""
+    corpus = [p.instruction for s in range(3) for p in default_prompts(seed=s)] + list(extra_corpus)
     corpus += ["user model " + " ".join("0123456789") + " " + " ".join("ABCDEFGHIJKLMNOPQRSTUVWXYZ")]
     corpus += [
         "user\nmodel\n",
@@ -136,11 +138,12 @@ def make_pair(
     tokenizer_vocab: int = 300,
     dtype: torch.dtype | None = None,
     config_changes: dict | None = None,
+    extra_corpus: tuple[str, ...] = (),
 ) -> tuple[Path, Path]:
     """Save a random pre model and a post model that differs from it inside decoder layers
     (stored in `dtype` when given, as most released checkpoints are stored in bfloat16)."""
     root = Path(root)
-    tokenizer = build_tokenizer(root / "tokenizer", tokenizer_vocab)
+    tokenizer = build_tokenizer(root / "tokenizer", tokenizer_vocab, extra_corpus)
     config = tiny_configs(len(tokenizer))[family]
     for key, value in (config_changes or {}).items():
         setattr(config.get_text_config(), key, value)

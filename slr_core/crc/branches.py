@@ -1,14 +1,18 @@
-"""One batched pass that scores a prompt's first token and what follows each valid answer.
+"""One batched pass that scores a prompt's first token and everything along its answer trie.
 
-Strict CRC needs p(end | prompt, t) for every valid first token t. Instead of one forward per t,
-each prompt row holds the prompt followed by all its valid tokens as *branches*: every branch sits
-at position L (the prompt length) and attends to the prompt and to itself only, as in tree
-decoding. The model itself builds the masks and rotary tables for the plain left-to-right layout;
-`tree_arguments` then rewrites only the branch rows of those recorded arguments:
+Strict CRC needs p(end | prompt, s) for every sequence s that says an answer, and answers of several
+tokens need p(s_k | prompt, s_<k). Instead of one forward per sequence, each prompt row holds the
+prompt followed by its answer trie's nodes (crc/trie.py) as *branches*, as in tree decoding: a node
+of depth d sits at position L + d - 1 (L the prompt length) and attends to the prompt, its ancestors
+and itself only. The model itself builds the masks and rotary tables for the plain left-to-right
+layout; `tree_arguments` then rewrites only the node rows of those recorded arguments:
 
-- a branch's mask row is the mask row of position L (same window over the prompt), with the
-  columns of L and of the branch swapped, so it sees itself and no other branch;
-- its position ids and rotary tables are those of position L.
+- a node's mask row is the mask row of position L + d - 1 (same window over the prompt), with the
+  column of its ancestor at depth m read from column L + m - 1 and every other node's column from
+  the spare padding column, which no row attends to;
+- its position ids and rotary tables are those of position L + d - 1.
+
+Single-token answers make a trie of depth 1: every branch at position L, seeing itself only.
 
 Prompt positions are untouched (causal attention never looks right), so Q and D are unchanged.
 Any other positional argument is refused loudly rather than replayed wrong.
@@ -36,7 +40,10 @@ class Batch:
     last_index: torch.Tensor  # [P] position of each prompt's last token
     widths: torch.Tensor  # [P] real tokens per row (prompt + branches)
     keep_index: torch.Tensor  # [P, 1 + K] last prompt position, then each branch's position
-    source: torch.Tensor  # [P, W] the position whose place each position takes (L for branches)
+    source: torch.Tensor  # [P, W] the position whose place each position takes (L + d - 1 for nodes)
+    # [P, W, depth]: for the node at each position, the positions of its ancestors at depths 1..d
+    # (itself last); -1 elsewhere and beyond its depth.
+    ancestors: torch.Tensor
 
     @property
     def num_tokens(self) -> int:
@@ -50,26 +57,39 @@ class Batch:
 def make_batch(
     encoded: EncodedPrompts, pad_token_id: int | None, device: torch.device, branches: bool = True
 ) -> Batch:
-    """Stack each prompt with its valid tokens as branches (none without `branches`: Q and D only)."""
+    """Stack each prompt with its answer trie's nodes as branches (none without `branches`: Q and D only).
+
+    Tries deeper than one token are laid out even without `branches`: Q itself needs their heads.
+    """
     pad = pad_token_id if pad_token_id is not None else 0
-    answers = [t.tolist() if branches else [] for t in encoded.token_ids]
+    tries = [trie if branches or not trie.is_flat else None for trie in encoded.tries]
+    answers = [trie.tokens if trie is not None else [] for trie in tries]
     rows = [ids + answers[p] for p, ids in enumerate(encoded.input_ids)]
     num_rows, kept = len(rows), 1 + max(len(t) for t in answers)
-    # One spare padding column: the model then always builds an explicit mask we can rewrite.
+    depth = max([1, *(max(trie.depth, default=1) for trie in tries if trie is not None)])
+    # One spare padding column: the model then always builds an explicit mask we can rewrite, and
+    # node rows read every non-ancestor node's column from it.
     width = max(len(r) for r in rows) + 1
     input_ids = torch.full((num_rows, width), pad, dtype=torch.long)
     attention_mask = torch.zeros((num_rows, width), dtype=torch.long)
     source = torch.arange(width).repeat(num_rows, 1)
+    ancestors = torch.full((num_rows, width, depth), -1, dtype=torch.long)
     last_index = torch.tensor([len(ids) - 1 for ids in encoded.input_ids])
     keep_index = last_index[:, None].repeat(1, kept)
     for p, row in enumerate(rows):
         length = len(encoded.input_ids[p])
         input_ids[p, : len(row)] = torch.tensor(row)
         attention_mask[p, : len(row)] = 1
-        source[p, length : len(row)] = length
         keep_index[p, 1 : 1 + len(row) - length] = torch.arange(length, len(row))
+        trie = tries[p]
+        for node, parent in enumerate(trie.parent if trie is not None else ()):
+            chain = ancestors[p, length + parent] if parent >= 0 else torch.full((depth,), -1)
+            level = int((chain >= 0).sum())  # the parent's depth
+            ancestors[p, length + node] = chain
+            ancestors[p, length + node, level] = length + node
+            source[p, length + node] = length + level
     widths = attention_mask.sum(dim=1)
-    tensors = (input_ids, attention_mask, last_index, widths, keep_index, source)
+    tensors = (input_ids, attention_mask, last_index, widths, keep_index, source, ancestors)
     return Batch(*(t.to(device) for t in tensors))
 
 
@@ -106,17 +126,28 @@ def _tree_mask(mask, batch: Batch) -> torch.Tensor:
         )
     rows = mask.shape[0] if mask.shape[0] > 1 else len(batch.source)
     mask = mask.expand(rows, *mask.shape[1:])
-    source = batch.source.to(mask.device)  # [P, W]
-    query = torch.arange(width, device=mask.device).expand_as(source)
-    # Row q of a branch reads row L with columns L and q swapped: itself in, other branches out.
-    columns = torch.arange(width, device=mask.device).expand(rows, width, width).clone()  # [P, q, k]
-    is_branch = source != query
-    p_idx, q_idx = is_branch.nonzero(as_tuple=True)
-    columns[p_idx, q_idx, source[p_idx, q_idx]] = q_idx
-    columns[p_idx, q_idx, q_idx] = source[p_idx, q_idx]
-    heads = mask.shape[1]
-    gathered = mask.gather(2, source[:, None, :, None].expand(rows, heads, width, width))
-    return gathered.gather(3, columns[:, None].expand(rows, heads, width, width))
+    heads, out = mask.shape[1], []
+    for p in range(rows):  # one row at a time: the column map is [W, W]
+        columns = _columns(batch, p, width).to(mask.device)
+        source = batch.source[p].to(mask.device)
+        gathered = mask[p].gather(1, source[None, :, None].expand(heads, width, width))
+        out.append(gathered.gather(2, columns[None].expand(heads, width, width)))
+    return torch.stack(out)
+
+
+def _columns(batch: Batch, p: int, width: int) -> torch.Tensor:
+    # Key column k of query q reads column columns[q, k] of q's source row: the prompt as itself,
+    # the ancestor at depth m from L + m - 1, every other node from the spare padding column.
+    columns = torch.arange(width).repeat(width, 1)
+    ancestors = batch.ancestors[p].cpu()
+    nodes = (ancestors >= 0).any(dim=1).nonzero().flatten()
+    if len(nodes) == 0:
+        return columns
+    prompt_end = int(batch.last_index[p]) + 1  # L
+    columns[nodes, prompt_end:] = width - 1
+    q_idx, m_idx = (ancestors[nodes] >= 0).nonzero(as_tuple=True)
+    columns[nodes[q_idx], ancestors[nodes[q_idx], m_idx]] = prompt_end + m_idx
+    return columns
 
 
 def _at_sources(value, batch: Batch, name: str):

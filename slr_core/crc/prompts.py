@@ -7,12 +7,11 @@ import json
 import random
 import re
 import string
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import dataclass, field
 
 import torch
 
-from slr_core.errors import PromptSetError
+from slr_core.crc.trie import Trie, answer_tries
 from slr_core.models.chat import encode_chat
 
 DIGIT_TEMPLATE = (
@@ -67,45 +66,6 @@ def valid_answers(instruction: str) -> tuple[str, ...] | None:
     return None
 
 
-def load_prompts(path: str | Path) -> list[CRCPrompt]:
-    """Read a prompt set: a JSON list of {"instruction": str, "valid": [chars] or "chars"}, each once."""
-    try:
-        items = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as error:  # ValueError: not JSON, or not UTF-8
-        raise PromptSetError(f"Cannot read prompt set {path}: {error}") from error
-    if not isinstance(items, list) or not items:
-        raise PromptSetError(f"{path}: expected a non-empty JSON list of prompt objects.")
-    prompts, seen = [], {}
-    for index, item in enumerate(items):
-        prompt = _parse_prompt(item, index, path)
-        key = prompt.instruction.strip()
-        if key in seen:
-            raise PromptSetError(
-                f"{path}, prompt {index}: repeats the instruction of prompt {seen[key]}; "
-                "each instruction may appear once (a repeat would count twice in every mean)."
-            )
-        seen[key] = index
-        prompts.append(prompt)
-    return prompts
-
-
-def _parse_prompt(item, index: int, path) -> CRCPrompt:
-    where = f"{path}, prompt {index}"
-    if not isinstance(item, dict) or not isinstance(item.get("instruction"), str):
-        raise PromptSetError(f"{where}: needs a string 'instruction'.")
-    if not item["instruction"].strip():
-        raise PromptSetError(f"{where}: the 'instruction' is empty: write the request the model answers.")
-    valid = item.get("valid")
-    valid = list(valid) if isinstance(valid, str) else valid
-    if not isinstance(valid, list) or not valid:
-        raise PromptSetError(f"{where}: 'valid' must be a non-empty list of characters.")
-    if any(not isinstance(c, str) or len(c) != 1 or c.isspace() for c in valid):
-        raise PromptSetError(f"{where}: every valid answer must be one non-space character.")
-    if len(set(valid)) != len(valid):
-        raise PromptSetError(f"{where}: 'valid' lists a character twice.")
-    return CRCPrompt(item["instruction"], tuple(valid))
-
-
 # ---------------------------------------------------------------- tokens
 
 
@@ -128,19 +88,26 @@ def single_character_tokens(tokenizer) -> dict[str, list[int]]:
 
 @dataclass
 class EncodedPrompts:
-    """A prompt set made ready for one tokenizer: input ids and valid-token groups."""
+    """A prompt set made ready for one tokenizer: input ids and each prompt's answer trie."""
 
     prompts: list[CRCPrompt]
     input_ids: list[list[int]]
-    # Per prompt: flat valid token ids, and for each the index of its character in prompt.valid.
+    # Per prompt: the trie nodes' token ids, and for each the index in prompt.valid of the answer it
+    # completes (-1: none). For single-token answers the nodes are exactly the valid first tokens.
     token_ids: list[torch.Tensor]
     char_index: list[torch.Tensor]
+    tries: list[Trie] = field(default_factory=list)
 
     @property
     def digest(self) -> str:
         """Identity of exactly what is fed to the model and scored."""
         payload = json.dumps([[p.valid, ids] for p, ids in zip(self.prompts, self.input_ids)])
         return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+    @property
+    def is_flat(self) -> bool:
+        """Every answer is one token: the single-token layout and arithmetic."""
+        return all(trie.is_flat for trie in self.tries)
 
     def __len__(self) -> int:
         return len(self.prompts)
@@ -149,26 +116,28 @@ class EncodedPrompts:
         """The prompts at `indices`, in that order."""
         pick = lambda items: [items[k] for k in indices]  # noqa: E731
         return EncodedPrompts(
-            pick(self.prompts), pick(self.input_ids), pick(self.token_ids), pick(self.char_index)
+            pick(self.prompts),
+            pick(self.input_ids),
+            pick(self.token_ids),
+            pick(self.char_index),
+            pick(self.tries),
         )
+
+    def with_tries(self, tries: list[Trie]) -> EncodedPrompts:
+        """The same prompts laid out with other tries (a widened layout)."""
+        token_ids = [torch.tensor(trie.tokens, dtype=torch.long) for trie in tries]
+        char_index = [torch.tensor(trie.answer, dtype=torch.long) for trie in tries]
+        return EncodedPrompts(self.prompts, self.input_ids, token_ids, char_index, tries)
 
 
 def encode_prompts(tokenizer, prompts: list[CRCPrompt]) -> EncodedPrompts:
-    """Apply the chat template and find every prompt's valid token ids."""
-    index = single_character_tokens(tokenizer)
-    input_ids, token_ids, char_index = [], [], []
-    for prompt in prompts:
-        missing = [c for c in prompt.valid if c not in index]
-        if missing:
-            raise PromptSetError(
-                f"No token of this tokenizer is the single character(s) {missing} "
-                f"(prompt: {prompt.instruction!r}); CRC needs single-token answers."
-            )
-        ids = [(token, slot) for slot, c in enumerate(prompt.valid) for token in index[c]]
-        token_ids.append(torch.tensor([token for token, _ in ids]))
-        char_index.append(torch.tensor([slot for _, slot in ids]))
-        input_ids.append(encode_chat(tokenizer, prompt.instruction))
-    return EncodedPrompts(list(prompts), input_ids, token_ids, char_index)
+    """Apply the chat template and build every prompt's answer trie (crc/trie.py).
+
+    PromptSetError, naming the prompt, for an answer no token sequence says or a trie over a cap.
+    """
+    tries = answer_tries(tokenizer, [p.instruction for p in prompts], [p.valid for p in prompts])
+    input_ids = [encode_chat(tokenizer, prompt.instruction) for prompt in prompts]
+    return EncodedPrompts(list(prompts), input_ids, [], [], []).with_tries(tries)
 
 
 # ---------------------------------------------------------------- scores

@@ -30,8 +30,11 @@ from slr_core.models.hosting import HostedPolicy
 from slr_core.models.loading import ModelPair
 from slr_core.models.settings import DEFAULT_Q_FRACTION
 from slr_core.slr.hybrid import build_hybrid
-from slr_core.slr.landscape import RULES, Landscape
+from slr_core.slr.landscape import Landscape
 from slr_core.slr.soup import soup_model
+
+# The rules whose picks are evaluated; the answer rule (issue 24) is left out so a run costs what it did.
+EVALUATED_RULES = ("strict", "paper")
 
 # The evaluation's code, hashed from its imports (cache.code_version): an edit to scoring, sampling or
 # hybrid building gives its results a new key, with no version to bump by hand.
@@ -99,7 +102,7 @@ def select_methods(
     if landscape.post is None:
         raise EvaluationError("The landscape has no post-trained reference: run the CRC sweep first.")
     methods, skipped = [Method("post", "Post-trained", "post")], {}
-    rules = [rule for rule in RULES if rule == "paper" or landscape.has_strict]
+    rules = [rule for rule in EVALUATED_RULES if rule in landscape.usable_rules()]
     if "strict" not in rules:
         skipped["slr_strict"] = "the landscape has no strict-CRC numbers (re-sweep it)"
     picks = {rule: landscape.rule_summary(fraction, rule) for rule in rules}
@@ -280,8 +283,8 @@ def _meta(pair, landscape, task, quick, settings, temperatures, seed, items) -> 
         "q_fraction": DEFAULT_Q_FRACTION,
         "q_min": {
             rule: landscape.q_min(DEFAULT_Q_FRACTION, rule)
-            for rule in RULES
-            if rule == "paper" or landscape.has_strict
+            for rule in EVALUATED_RULES
+            if rule in landscape.usable_rules()
         },
         "quick": bool(quick),
         "settings": asdict(settings),

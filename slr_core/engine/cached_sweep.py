@@ -15,7 +15,7 @@ import torch
 from slr_core import cache
 from slr_core.crc.prompts import EncodedPrompts, crc_means
 from slr_core.engine.capture import Reference
-from slr_core.engine.sweep import Stats, make_batch, model_scores, sweep_intervals
+from slr_core.engine.sweep import Stats, make_batch, model_scores, sweep_intervals, widen_layout
 from slr_core.models.chat import end_of_turn_ids
 from slr_core.models.loading import ModelPair
 from slr_core.slr.intervals import check_mode
@@ -29,6 +29,8 @@ def context_id(pair: ModelPair, encoded: EncodedPrompts, mode: str = "layer") ->
     cache.result_key adds torch, transformers and the engine's code hash for the cache itself."""
     # The prompt digest covers the input ids and answer characters, not which tokens spell each answer.
     valid = [[ids.tolist(), slots.tolist()] for ids, slots in zip(encoded.token_ids, encoded.char_index)]
+    if not encoded.is_flat:  # answers of several tokens: the trie's shape and what it leaves out
+        valid += [[t.parent, t.root_omitted, sorted(t.omitted.items())] for t in encoded.tries]
     text = f"{pair.identity}|{encoded.digest}|valid={json.dumps(valid)}|end={end_of_turn_ids(pair.tokenizer)}"
     text += "" if check_mode(mode) == "layer" else f"|restore={mode}"
     return hashlib.sha256(text.encode()).hexdigest()[:24]
@@ -144,6 +146,7 @@ def survey(
             cache.put_result(cache.result_key(context(name), name), asdict(point))
         return point
 
+    encoded = widen_layout(pair, encoded)  # tries over the cap: lay out what post and pre say (sweep.py)
     batch, end_ids = (
         make_batch(encoded, pair.tokenizer.pad_token_id, pair.device),
         end_of_turn_ids(pair.tokenizer),
@@ -237,7 +240,7 @@ def shipped_points(context: str, folder: Path | None = None) -> dict[str, Point]
         if meta.get("cache_context") != context or meta.get("schema") != cache.SCHEMA_VERSION:
             continue
         rows = csv.DictReader(meta_path.with_name(meta_path.name.replace(".meta.json", ".csv")).open())
-        return {_row_name(row): Point(*(float(row[metric]) for metric in METRICS)) for row in rows}
+        return {_row_name(row): Point(*(_float(row.get(metric)) for metric in METRICS)) for row in rows}
     return {}
 
 
@@ -248,6 +251,11 @@ def _shipped(context: Callable[[str], str]) -> dict[str, Point]:
         points = shipped_points(shared_or_own)
         found.update({name: point for name, point in points.items() if context(name) == shared_or_own})
     return found
+
+
+def _float(text: str | None) -> float | None:
+    # A column a CSV written before it existed lacks (answer_diversity) reads as missing.
+    return None if text is None or text == "" else float(text)
 
 
 def _row_name(row: dict) -> str:
@@ -263,7 +271,7 @@ def _point(per_prompt: torch.Tensor) -> Point:
 
 
 def _stored_point(value: dict) -> Point:
-    return Point(*(value[metric] for metric in METRICS))
+    return Point(*(value.get(metric) for metric in METRICS))
 
 
 def _meta(pair: ModelPair, encoded: EncodedPrompts, context: str, mode: str = "layer") -> dict:

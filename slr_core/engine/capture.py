@@ -236,18 +236,34 @@ def check_tail(model: nn.Module, cap: Capture, batch: Batch) -> None:
 
 @torch.inference_mode()
 def check_branches(model: nn.Module, cap: Capture, batch: Batch, count: int = 3) -> None:
-    """Fail early if a branch's logits differ from a plain forward of the prompt plus that token."""
-    length = int(batch.last_index[0]) + 1
-    count = min(count, int(batch.widths[0]) - length)  # a batch without branches has none to check
-    branches = batch.input_ids[0, length : length + count]
-    if branches.numel() == 0:
-        return
-    ids = torch.cat([batch.input_ids[:1, :length].expand(len(branches), -1), branches[:, None]], dim=1)
-    expected, noise = precision.rounding_noise(
-        model, lambda: model(input_ids=ids, use_cache=False, logits_to_keep=1).logits[:, -1].float()
-    )
-    ours = final_logits(model, cap.hidden_states[-1][0, length : length + len(branches)])
-    _compare_logits(model, ours, expected, noise, "scoring answer tokens as branches")
+    """Fail early if a trie node's logits differ from a plain forward of the prompt plus its path.
+
+    Checks the first `count` nodes of the first row and, where the tries are deeper than one token,
+    the deepest node and the last node of the row holding the deepest one (siblings, cousins, depth).
+    """
+    for row, position in _telling_nodes(batch, count):
+        path = batch.ancestors[row, position]
+        path = path[path >= 0]
+        length = int(batch.last_index[row]) + 1
+        ids = torch.cat([batch.input_ids[row, :length], batch.input_ids[row, path]])[None]
+        expected, noise = precision.rounding_noise(
+            model,
+            lambda ids=ids: model(input_ids=ids, use_cache=False, logits_to_keep=1).logits[:, -1].float(),
+        )
+        ours = final_logits(model, cap.hidden_states[-1][row, position][None])
+        _compare_logits(model, ours, expected, noise, "scoring answer tokens as branches")
+
+
+def _telling_nodes(batch: Batch, count: int) -> list[tuple[int, int]]:
+    # (row, position) of the nodes check_branches runs plain forwards for.
+    nodes = (batch.ancestors >= 0).any(dim=2)  # [P, W]
+    first = nodes[0].nonzero().flatten()[:count].tolist()
+    picks = [(0, position) for position in first]
+    depth = (batch.ancestors >= 0).sum(dim=2)  # [P, W]
+    if int(depth.max()) > 1:
+        row = int(depth.max(dim=1).values.argmax())
+        picks += [(row, int(depth[row].argmax())), (row, int(nodes[row].nonzero().flatten()[-1]))]
+    return list(dict.fromkeys(picks))
 
 
 def _compare_logits(model, ours: torch.Tensor, expected: torch.Tensor, noise: float, what: str) -> None:

@@ -150,7 +150,7 @@ def read_part(path: str | Path) -> Part:
 
 def _place_row(landscape: Landscape, row: dict, path: Path) -> None:
     try:
-        point = Point(*(float(row[metric]) if row[metric] != "" else None for metric in METRICS))
+        point = Point(*(float(row[m]) if row.get(m, "") != "" else None for m in METRICS))
         kind = row["kind"]
         if kind in ("post", "pre"):
             setattr(landscape, kind, point)

@@ -43,7 +43,9 @@ class Stats:
     layer_evals: int = 0
     token_layer_evals: int = 0
     head_rows: int = 0  # positions that went through the final norm and LM head
-    branches_skipped: int = 0  # answer branches whose head was provably negligible
+    branches_skipped: int = 0  # answer branches (trie nodes) whose head was provably negligible
+    omitted_mass: float = 0.0  # the largest per-prompt mass of spellings a pruned trie left out
+    omitted_share: float = 0.0  # the largest such mass as a fraction of its prompt's Q
     mlp_tokens_skipped: int = 0  # last-layer positions whose MLP was not needed
     layout: Layout | None = None
     seconds: dict[str, float] = field(default_factory=dict)  # wall time per phase

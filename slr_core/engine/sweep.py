@@ -23,7 +23,9 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from slr_core.crc.branches import Batch, make_batch
-from slr_core.crc.prompts import EncodedPrompts, answer_probabilities, first_token_scores, strict_scores
+from slr_core.crc.prompts import EncodedPrompts, answer_probabilities, first_token_scores
+from slr_core.crc.trie import MAX_TOTAL_TRIE_NODES, MAX_TRIE_NODES, widen_trie
+from slr_core.crc.trie_scores import TrieWalk
 from slr_core.engine.capture import (
     Reference,
     capture,
@@ -34,6 +36,7 @@ from slr_core.engine.capture import (
     replay,
 )
 from slr_core.engine.stack import Engine, State, Stats, choose_layout
+from slr_core.errors import PromptSetError
 from slr_core.models import precision
 from slr_core.models.architectures import decoder_layers
 from slr_core.models.chat import end_of_turn_ids
@@ -47,8 +50,13 @@ __all__ = ["Batch", "Stats", "make_batch", "model_scores", "sweep_intervals"]
 # are scored from likely to unlikely, tier by tier (p(t|x) >= each of SKIP_TIERS in turn), and a
 # prompt stops once its unscored answer mass is at most SKIP_RELATIVE of the strict quality found
 # so far: as P_end <= 1, the skipped branches then change strict quality by at most that fraction.
+# In a trie an unvisited node bounds its whole subtree, so it counts against Q as well where no
+# answer is complete above it (crc/trie_scores.py, TrieWalk.settled).
 SKIP_TIERS = (1e-4, 1e-8, 0.0)
 SKIP_RELATIVE = 1e-5
+# Spellings a trie over the cap leaves out (crc/trie.py, pruned_trie): their mass is measured at every
+# interval, and a result whose left-out mass exceeds this fraction of a prompt's Q is refused.
+OMITTED_TOLERANCE = 1e-5
 HEAD_ROWS = 256  # LM-head rows per matmul: 256 rows x 262k float32 logits is 268 MB
 
 
@@ -59,37 +67,90 @@ def score_kept(
     end_ids: list[int],
     stats: Stats,
     strict: bool = True,
+    walks: list[TrieWalk] | None = None,
 ) -> torch.Tensor:
-    """Per-prompt (Q, D, stop, strict quality) [P, 4] from kept final states [P, 1 + K, d]; (Q, D) without strict."""
+    """Per-prompt (Q, D, stop, strict quality, answer_diversity) [P, 5] from kept final states
+    [P, 1 + K, d] (the last prompt position, then each trie node); (Q, D) [P, 2] without strict.
+
+    Given a `walks` list, each prompt's TrieWalk is appended to it and left-out mass is not refused
+    (widen_layout reads it)."""
     rows = list(range(kept.shape[0]))
-    token_probs = answer_probabilities(final_logits(model, kept[:, 0]), encoded, rows)
+    root_logits = final_logits(model, kept[:, 0])
     stats.head_rows += len(rows)
-    if not strict:
-        return first_token_scores(token_probs, encoded, rows)
-    ends = [torch.zeros_like(probs) for probs in token_probs]
-    done = [torch.zeros_like(probs, dtype=torch.bool) for probs in token_probs]
+    if not strict and encoded.is_flat:  # first tokens only: the root's head says it all
+        return first_token_scores(answer_probabilities(root_logits, encoded, rows), encoded, rows)
+    root_probs = torch.softmax(root_logits.double(), dim=-1)
+    found = [
+        TrieWalk(encoded.tries[p], len(encoded.prompts[p].valid), root_probs[b]) for b, p in enumerate(rows)
+    ]
+    walks, collected = found, walks
+    if collected is not None:
+        collected.extend(found)
     for tier in SKIP_TIERS:
-        wanted = [
-            torch.zeros_like(finished) if _settled(probs, ends[b], finished) else (probs >= tier) & ~finished
-            for b, (probs, finished) in enumerate(zip(token_probs, done))
+        while True:  # a visited node makes its children's probabilities known: visit them in this tier
+            wanted = [(b, node) for b, walk in enumerate(walks) if not walk.settled(SKIP_RELATIVE)
+                      for node in walk.wanted(tier)]  # fmt: skip
+            if not wanted:
+                break
+            _visit(model, kept, walks, wanted, end_ids, stats)
+    stats.branches_skipped += sum(int((~walk.headed).sum()) for walk in walks)
+    share = max((walk.omitted_share() for walk in walks), default=0.0)
+    stats.omitted_mass = max([stats.omitted_mass, *(walk.omitted for walk in walks)])
+    stats.omitted_share = max(stats.omitted_share, share)
+    if share > OMITTED_TOLERANCE and collected is None:
+        raise PromptSetError(
+            f"The answer spellings left out of the trie layout carry {share:.3g} of a prompt's Q here, "
+            f"over the {OMITTED_TOLERANCE:g} the sweep allows: these numbers would not be exact. Use "
+            "shorter answers (their every spelling is then laid out)."
+        )
+    scores = torch.stack([walk.scores() for walk in walks])
+    return scores if strict else scores[:, :2]
+
+
+# Where a pruned trie's left-out spellings carry more than OMITTED_TOLERANCE / 10 of a prompt's Q under
+# the post or the pre model, those carrying at least WIDEN_MASS of it are laid out, round by round.
+WIDEN_ROUNDS = 4
+WIDEN_MASS = 1e-8
+
+
+def widen_layout(pair: ModelPair, encoded: EncodedPrompts) -> EncodedPrompts:
+    """`encoded` with its pruned tries widened until the post and pre models leave out little.
+
+    Each round scores both models (two passes each) and lays out every left-out continuation with
+    path probability >= WIDEN_MASS under either; it stops at OMITTED_TOLERANCE / 10, after
+    WIDEN_ROUNDS, or at the node caps. Intervals are checked on their own as they are swept.
+    """
+    if not any(trie.omitted or trie.root_omitted for trie in encoded.tries):
+        return encoded
+    end_ids = end_of_turn_ids(pair.tokenizer)
+    for _ in range(WIDEN_ROUNDS):
+        batch = make_batch(encoded, pair.tokenizer.pad_token_id, pair.device)
+        walks: list[TrieWalk] = []
+        reference = Reference(pair.post, batch)
+        for model in (pair.post, pair.pre):
+            model_scores(model, encoded, batch, end_ids, reference=reference, walks=walks)
+        if max(walk.omitted_share() for walk in walks) <= OMITTED_TOLERANCE / 10:
+            break
+        additions: list[set] = [set() for _ in encoded.tries]
+        for k, walk in enumerate(walks):
+            quality = float(walk.prob[walk.minimal & walk.known].sum())
+            for node, tokens, masses in walk.left_out:
+                additions[k % len(encoded)].update(
+                    (node, t) for t, m in zip(tokens, masses.tolist()) if m >= WIDEN_MASS * quality
+                )
+        tries = [
+            widen_trie(pair.tokenizer, prompt.valid, trie, sorted(added)) if added else trie
+            for prompt, trie, added in zip(encoded.prompts, encoded.tries, additions)
         ]
-        _end_probabilities(model, kept, wanted, ends, end_ids, stats)
-        done = [finished | more for finished, more in zip(done, wanted)]
-    stats.branches_skipped += sum(int((~finished).sum()) for finished in done)
-    return torch.cat([first_token_scores(token_probs, encoded, rows), strict_scores(token_probs, ends)], 1)
+        too_big = sum(map(len, tries)) > MAX_TOTAL_TRIE_NODES or max(map(len, tries)) > MAX_TRIE_NODES
+        if too_big or tries == encoded.tries:
+            break
+        encoded = encoded.with_tries(tries)
+    return encoded
 
 
-def _settled(probs: torch.Tensor, ends: torch.Tensor, finished: torch.Tensor) -> bool:
-    # Unscored branches add at most their answer mass; settled once that is negligible.
-    if not finished.any():
-        return False
-    lower_bound = (probs[finished] * ends[finished]).sum()
-    return bool(probs[~finished].sum() <= SKIP_RELATIVE * lower_bound)
-
-
-def _end_probabilities(model, kept, wanted: list[torch.Tensor], ends: list[torch.Tensor], end_ids, stats):
-    # P_end(x, t) = sum over e in E of softmax(logits at branch t)[e], head rows in chunks.
-    pairs = [(b, m) for b, mask in enumerate(wanted) for m in mask.nonzero().flatten().tolist()]
+def _visit(model, kept, walks: list[TrieWalk], pairs: list[tuple[int, int]], end_ids, stats) -> None:
+    # Each node's head: P_end(node) = the softmax mass on the end ids, and its children's probabilities.
     end_index = torch.tensor(end_ids, device=kept.device)
     for lo in range(0, len(pairs), HEAD_ROWS):
         chunk = pairs[lo : lo + HEAD_ROWS]
@@ -97,8 +158,9 @@ def _end_probabilities(model, kept, wanted: list[torch.Tensor], ends: list[torch
         m_idx = torch.tensor([m for _, m in chunk], device=kept.device)
         logits = final_logits(model, kept[b_idx, 1 + m_idx])
         log_end = torch.logsumexp(logits[:, end_index], dim=-1) - torch.logsumexp(logits, dim=-1)
-        for (b, m), value in zip(chunk, log_end.double().exp().cpu()):
-            ends[b][m] = value
+        log_norm = torch.logsumexp(logits.double(), dim=-1)
+        for row, ((b, m), value) in enumerate(zip(chunk, log_end.double().exp().cpu())):
+            walks[b].visit(m, float(value), logits[row], log_norm[row])
         stats.head_rows += len(chunk)
 
 
@@ -110,6 +172,7 @@ def model_scores(
     end_ids: list[int],
     stats=None,
     reference: Reference | None = None,
+    walks: list[TrieWalk] | None = None,
 ):
     """Per-prompt CRC scores [P, 4] of a whole model in one batched pass.
 
@@ -126,7 +189,7 @@ def model_scores(
     stats.token_layer_evals += len(cap.args) * int(batch.widths.sum())
     with precision.head_held(model):
         kept = kept_positions(cap.hidden_states[-1], batch.keep_index)
-        return score_kept(model, kept, encoded, end_ids, stats)
+        return score_kept(model, kept, encoded, end_ids, stats, walks=walks)
 
 
 @dataclass
@@ -161,6 +224,8 @@ def sweep_intervals(
     check_mode(mode)
     for start, end in wanted:
         check_interval(start, end, num_layers)
+    if reference is None:  # a caller with a reference has laid out (and widened) its batch already
+        encoded = widen_layout(pair, encoded)
     # The post model's capture is the same for every interval: reuse the caller's if it has one.
     reference = reference or Reference(
         pair.post, make_batch(encoded, pair.tokenizer.pad_token_id, pair.device, branches=strict)

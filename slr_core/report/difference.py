@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from slr_core.errors import InputError
-from slr_core.slr.landscape import METRICS, RULES, Landscape, Point
+from slr_core.slr.landscape import METRICS, RULE_DIVERSITY, RULES, Landscape, Point
 
 # The columns of `diff --out`: where, then per metric A, B and B - A.
 DIFF_COLUMNS = ("start", "end") + tuple(
@@ -52,7 +52,7 @@ def read_landscape(path: str | Path) -> Landscape:
 
 
 def _point(row: dict) -> Point:
-    return Point(*(float(row[metric]) if row[metric] != "" else None for metric in METRICS))
+    return Point(*(float(row[metric]) if row.get(metric, "") != "" else None for metric in METRICS))
 
 
 def check_comparable(first: Landscape, second: Landscape, names: tuple[str, str] = ("A", "B")) -> None:
@@ -116,8 +116,13 @@ class Difference:
 
 def picks(landscape: Landscape, fraction: float) -> dict[str, tuple[int, int] | None]:
     """Each rule's selected interval at q_min = fraction x the pair's own post-trained quality."""
-    rules = [rule for rule in RULES if rule == "paper" or landscape.has_strict]
+    rules = landscape.usable_rules()
     return {rule: landscape.best_interval(landscape.q_min(fraction, rule), rule) for rule in rules}
+
+
+def unavailable(landscape: Landscape) -> list[str]:
+    """The rules this landscape lacks the numbers for (RULES order)."""
+    return [rule for rule in RULES if rule not in landscape.usable_rules()]
 
 
 def _text(value: float | None) -> str:
@@ -139,7 +144,10 @@ def picks_text(difference: Difference, fraction: float) -> str:
                 f"  {rule} rule: [{best[0]}, {best[1]}]  D {point.diversity:.4f}  Q {point.quality:.4f}"
                 + ("" if point.strict_quality is None else f"  strict Q {point.strict_quality:.4f}")
                 + ("" if point.stop is None else f"  stop {point.stop:.4f}")
+                + ("" if point.answer_diversity is None else f"  answer D {point.answer_diversity:.4f}")
             )
+        for rule in unavailable(landscape):
+            lines.append(f"  {rule} rule: not available ({RULE_DIVERSITY[rule]} or strict CRC not computed)")
     drops = ", ".join(f"[{i}, {j}] {delta:+.4f}" for (i, j), delta in difference.largest("diversity"))
     lines.append(f"largest drops of D ({names[1]} - {names[0]}): {drops}")
     return "\n".join(lines)

@@ -10,6 +10,7 @@ import plotly.graph_objects as go
 
 from slr_core.report.style import (
     COLOUR_SCALES,
+    DIVERSITY_TITLES,
     LAMBDA_COLOUR,
     METRIC_SYMBOLS,
     METRIC_TITLES,
@@ -25,6 +26,7 @@ from slr_core.report.summary import format_number
 from slr_core.slr.landscape import (
     DEFAULT_RULE,
     METRICS,
+    RULE_DIVERSITY,
     RULE_QUALITY,
     Landscape,
     Point,
@@ -86,8 +88,10 @@ def heatmap_figure(
     best: tuple[int, int] | None = None,
     selected: tuple[int, int] | None = None,
     height: int = 430,
+    prompt_set: str | None = None,
 ) -> go.Figure:
-    """N x N map of one of METRICS: start i on y (top down), end j on x, only i <= j coloured."""
+    """N x N map of one of METRICS: start i on y (top down), end j on x, only i <= j coloured; the
+    prompt set's name in the title when given (another set than the paper's)."""
     if metric not in METRICS:
         raise ValueError(f"metric must be one of {', '.join(METRICS)}, got {metric!r}")
     size = landscape.num_layers
@@ -100,6 +104,8 @@ def heatmap_figure(
         title = f"{title} (not computed for this landscape)"
     if half_precision(landscape):
         title = f"{title} · {half_precision(landscape)}"
+    if prompt_set:
+        title = f"{title} · prompts: {prompt_set}"
     heatmap = go.Heatmap(
         z=z,
         x=layers,
@@ -178,6 +184,7 @@ def tradeoff_figure(
     """
     rule = check_rule(rule) if rule else DEFAULT_RULE if landscape.has_strict else "paper"
     metric = RULE_QUALITY[rule]
+    x_of = lambda point: point.rule_diversity(rule)  # noqa: E731 (answer D under the answer rule)
     symbol = METRIC_SYMBOLS[metric]
 
     def y_of(point) -> float:
@@ -190,7 +197,7 @@ def tradeoff_figure(
     if intervals:
         figure.add_trace(
             go.Scatter(
-                x=[point.diversity for _, point in intervals],
+                x=[x_of(point) for _, point in intervals],
                 y=[y_of(point) for _, point in intervals],
                 mode="markers",
                 name="all intervals",
@@ -208,7 +215,7 @@ def tradeoff_figure(
         front = landscape.pareto_front(rule)
         figure.add_trace(
             go.Scatter(
-                x=[landscape.intervals[key].diversity for key in front],
+                x=[x_of(landscape.intervals[key]) for key in front],
                 y=[y_of(landscape.intervals[key]) for key in front],
                 mode="lines+markers",
                 name="Pareto front",
@@ -226,13 +233,15 @@ def tradeoff_figure(
         labels = [f"[{key[0]}, {key[1]}]" for key, _ in row]
         line = {"width": 1.5}
         figure.add_trace(
-            curve_trace([p for _, p in row], labels, y_of, f"fixed start i = {start}", hover, line)
+            curve_trace([p for _, p in row], labels, y_of, f"fixed start i = {start}", hover, line, x_of)
         )
     if landscape.soup:
         alphas = sorted(landscape.soup)
         points, labels = [landscape.soup[a] for a in alphas], [f"α = {a:.2f}" for a in alphas]
         line = {"color": SOUP_COLOUR, "width": 2}
-        figure.add_trace(curve_trace(points, labels, y_of, "Proxy-Soup (α = 0 … 1)", "Soup " + hover, line))
+        figure.add_trace(
+            curve_trace(points, labels, y_of, "Proxy-Soup (α = 0 … 1)", "Soup " + hover, line, x_of)
+        )
     if lambda_slice is not None and lambda_slice[1]:
         label, points = lambda_slice[0], sorted(lambda_slice[1].items())
         labels, line = (
@@ -240,13 +249,15 @@ def tradeoff_figure(
             {"color": LAMBDA_COLOUR, "width": 2, "dash": "dash"},
         )
         name = f"{label}, λ = 0 … 1"
-        figure.add_trace(curve_trace([p for _, p in points], labels, y_of, name, "λ slice " + hover, line))
+        figure.add_trace(
+            curve_trace([p for _, p in points], labels, y_of, name, "λ slice " + hover, line, x_of)
+        )
     for name, point, marker, colour in (
         ("post-trained", landscape.post, "diamond", POST_COLOUR),
         ("pre-trained", landscape.pre, "square", PRE_COLOUR),
     ):
         if point is not None:
-            figure.add_trace(point_trace(name, point.diversity, y_of(point), marker, colour, 14, symbol))
+            figure.add_trace(point_trace(name, x_of(point), y_of(point), marker, colour, 14, symbol))
     for label, interval, marker, colour in (
         ("best", best, "star", SLR_COLOUR),
         ("selected", selected, "circle-open", SELECTED_COLOUR),
@@ -254,7 +265,7 @@ def tradeoff_figure(
         if interval is not None and interval in landscape.intervals:
             point = landscape.intervals[interval]
             name = f"{label} [{interval[0]}, {interval[1]}]"
-            figure.add_trace(point_trace(name, point.diversity, y_of(point), marker, colour, 16, symbol))
+            figure.add_trace(point_trace(name, x_of(point), y_of(point), marker, colour, 16, symbol))
     shapes, annotations = [], []
     if q_min is not None:
         shapes.append(
@@ -293,7 +304,7 @@ def tradeoff_figure(
             ),
             height,
         ),
-        xaxis={"title": {"text": "D (diversity over valid answers)"}},
+        xaxis={"title": {"text": DIVERSITY_TITLES[RULE_DIVERSITY[rule]]}},
         yaxis={"title": {"text": y_title}},
         legend={"orientation": "h", "y": -0.18, "x": 0, "font": {"size": 11}},
         shapes=shapes,
@@ -303,11 +314,13 @@ def tradeoff_figure(
     return figure
 
 
-def curve_trace(points: list, labels: list[str], y_of, name: str, hover: str, line: dict) -> go.Scatter:
-    """A line through landscape points (D on x, y_of(point) on y), one label per point for the hover."""
+def curve_trace(
+    points: list, labels: list[str], y_of, name: str, hover: str, line: dict, x_of=None
+) -> go.Scatter:
+    """A line through landscape points (x_of(point), default D, on x; y_of(point) on y), one label each."""
     marker = {"size": 5, **({"color": line["color"]} if "color" in line else {})}
     return go.Scatter(
-        x=[point.diversity for point in points],
+        x=[(x_of or (lambda p: p.diversity))(point) for point in points],
         y=[y_of(point) for point in points],
         mode="lines+markers",
         name=name,

@@ -9,9 +9,9 @@ from __future__ import annotations
 import plotly.graph_objects as go
 
 from slr_core.report.figures import point_trace
-from slr_core.report.style import POST_COLOUR, PRE_COLOUR, SLR_COLOUR, base_layout
+from slr_core.report.style import DIVERSITY_TITLES, POST_COLOUR, PRE_COLOUR, SLR_COLOUR, base_layout
 from slr_core.report.summary import format_number
-from slr_core.slr.landscape import RULE_QUALITY, Landscape, check_rule
+from slr_core.slr.landscape import RULE_DIVERSITY, RULE_QUALITY, Landscape, check_rule
 
 MODE_NAMES = {"layer": "whole layers", "attention": "attention only", "mlp": "MLP only"}
 MODE_COLOURS = {"layer": SLR_COLOUR, "attention": "#1098ad", "mlp": "#ae3ec9"}
@@ -23,11 +23,12 @@ def modes_markdown(landscapes: dict[str, Landscape], fraction: float, rule: str)
     shown = {mode: ls for mode, ls in landscapes.items() if ls.post is not None}
     if not shown:
         return ""
-    strict = rule == "strict" and all(ls.has_strict for ls in shown.values())
-    rule = rule if strict else "paper"
-    quality = "strict Q" if strict else "Q"
+    # The asked rule where every mode has its numbers, else the strict rule, else the paper rule.
+    rule = next(r for r in (rule, "strict", "paper") if all(r in ls.usable_rules() for ls in shown.values()))
+    quality = "Q" if rule == "paper" else "strict Q"
+    diversity = "answer D" if rule == "answer" else "D"
     lines = [
-        f"| restore | best interval | {quality} | D | stop rate | swept |",
+        f"| restore | best interval | {quality} | {diversity} | stop rate | swept |",
         "|---|---|---|---|---|---|",
     ]
     total = next(iter(shown.values())).num_layers * (next(iter(shown.values())).num_layers + 1) // 2
@@ -42,7 +43,7 @@ def modes_markdown(landscapes: dict[str, Landscape], fraction: float, rule: str)
             if point is None
             else [
                 format_number(point.rule_quality(rule), 3),
-                format_number(point.diversity, 3),
+                format_number(point.rule_diversity(rule), 3),
                 format_number(point.stop, 3),
             ]
         )
@@ -69,7 +70,7 @@ def modes_figure(
         points = [landscape.intervals[key] for key in front]
         figure.add_trace(
             go.Scatter(
-                x=[point.diversity for point in points],
+                x=[point.rule_diversity(rule) for point in points],
                 y=[getattr(point, metric) for point in points],
                 mode="lines+markers",
                 name=f"{MODE_NAMES[mode]} ({len(landscape.intervals)} intervals)",
@@ -85,7 +86,7 @@ def modes_figure(
         value = getattr(point, metric) if point is not None else None
         if value is not None:
             figure.add_trace(
-                point_trace(f"{name}-trained", point.diversity, value, marker, colour, 14, symbol)
+                point_trace(f"{name}-trained", point.rule_diversity(rule), value, marker, colour, 14, symbol)
             )
     shapes = []
     if q_min is not None:
@@ -95,7 +96,7 @@ def modes_figure(
         )
     figure.update_layout(
         **base_layout(f"Pareto fronts by restore mode ({rule} rule; dashed: q_min)", height),
-        xaxis={"title": {"text": "D (diversity over valid answers)"}},
+        xaxis={"title": {"text": DIVERSITY_TITLES[RULE_DIVERSITY[rule]]}},
         yaxis={"title": {"text": symbol}},
         legend={"orientation": "h", "y": -0.18, "x": 0, "font": {"size": 11}},
         shapes=shapes,

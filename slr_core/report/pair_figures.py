@@ -9,12 +9,12 @@ import plotly.graph_objects as go
 
 from slr_core.report.difference import DIFF_METRICS, Difference, picks
 from slr_core.report.figures import point_trace
-from slr_core.report.style import METRIC_SYMBOLS, SLR_COLOUR, base_layout, grid_axes
+from slr_core.report.style import DIVERSITY_TITLES, METRIC_SYMBOLS, SLR_COLOUR, base_layout, grid_axes
 from slr_core.report.summary import format_number
-from slr_core.slr.landscape import RULE_QUALITY, RULES, Landscape, check_rule
+from slr_core.slr.landscape import RULE_DIVERSITY, RULE_QUALITY, RULES, Landscape, check_rule
 
 PAIR_COLOURS = (SLR_COLOUR, "#1098ad")  # first pair, second pair
-PICK_SYMBOLS = {"strict": "star", "paper": "x"}
+PICK_SYMBOLS = {"strict": "star", "paper": "x", "answer": "diamond"}
 
 
 def difference_heatmap(
@@ -85,7 +85,7 @@ def fronts_figure(
         points = [landscape.intervals[key] for key in front]
         figure.add_trace(
             go.Scatter(
-                x=[p.diversity for p in points],
+                x=[p.rule_diversity(rule) for p in points],
                 y=[getattr(p, metric) for p in points],
                 mode="lines+markers",
                 name=f"{name}: Pareto front",
@@ -100,7 +100,7 @@ def fronts_figure(
             figure.add_trace(
                 point_trace(
                     f"{name}: post-trained",
-                    post.diversity,
+                    post.rule_diversity(rule),
                     getattr(post, metric),
                     "diamond",
                     colour,
@@ -114,9 +114,9 @@ def fronts_figure(
             figure.add_trace(
                 point_trace(
                     f"{name}: pick [{best[0]}, {best[1]}]",
-                    point.diversity,
+                    point.rule_diversity(rule),
                     getattr(point, metric),
-                    "star",
+                    PICK_SYMBOLS[rule],
                     colour,
                     16,
                     symbol,
@@ -124,7 +124,7 @@ def fronts_figure(
             )
     figure.update_layout(
         **base_layout(f"Pareto fronts of both pairs ({rule} rule)", height),
-        xaxis={"title": {"text": "D (diversity over valid answers)"}},
+        xaxis={"title": {"text": DIVERSITY_TITLES[RULE_DIVERSITY[rule]]}},
         yaxis={"title": {"text": symbol}},
         legend={"orientation": "h", "y": -0.2, "x": 0, "font": {"size": 11}},
         meta={"rule": rule, "pairs": list(names), "kind": "fronts"},
@@ -135,18 +135,25 @@ def fronts_figure(
 def picks_markdown(difference: Difference, names: tuple[str, str], fraction: float) -> str:
     """A table: each pair's pick under each rule with its numbers, then where D falls most."""
     lines = [
-        "| pair | rule | pick | Q | strict Q | stop | D | D of post-trained |",
-        "|---|---|---|---|---|---|---|---|",
+        "| pair | rule | pick | Q | strict Q | stop | D | answer D | D of post-trained |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for landscape, name in zip((difference.first, difference.second), names, strict=True):
+        chosen = picks(landscape, fraction)
         for rule in RULES:
-            best = picks(landscape, fraction).get(rule)
+            best = chosen.get(rule)
             post = landscape.post.diversity if landscape.post is not None else None
+            if rule not in chosen:
+                lines.append(
+                    f"| {name} | {rule} | not available (not computed) | | | | | | {format_number(post, 3)} |"
+                )
+                continue
             if best is None:
-                lines.append(f"| {name} | {rule} | none reaches q_min | | | | | {format_number(post, 3)} |")
+                lines.append(f"| {name} | {rule} | none reaches q_min | | | | | | {format_number(post, 3)} |")
                 continue
             p = landscape.intervals[best]
-            numbers = [format_number(v, 3) for v in (p.quality, p.strict_quality, p.stop, p.diversity, post)]
+            values = (p.quality, p.strict_quality, p.stop, p.diversity, p.answer_diversity, post)
+            numbers = [format_number(v, 3) for v in values]
             lines.append(f"| {name} | {rule} | [{best[0]}, {best[1]}] | " + " | ".join(numbers) + " |")
     drops = ", ".join(f"[{i}, {j}] ({delta:+.3f})" for (i, j), delta in difference.largest("diversity"))
     return (

@@ -16,9 +16,19 @@ METRIC_TITLES = {
     "strict_quality": "Strict quality: a valid answer, then the reply ends",
     "stop": "Stop rate: the reply ends right after a valid answer",
     "diversity": "CRC diversity D: entropy over valid answers",
+    "answer_diversity": "Answer diversity: entropy over answers that then end the reply",
 }
-METRIC_SYMBOLS = {"quality": "Q", "strict_quality": "strict Q", "stop": "stop", "diversity": "D"}
-COLOUR_SCALES = {"quality": "Viridis", "strict_quality": "Viridis", "stop": "Cividis", "diversity": "Magma"}
+METRIC_SYMBOLS = {
+    "quality": "Q", "strict_quality": "strict Q", "stop": "stop", "diversity": "D", "answer_diversity": "answer D"
+}  # fmt: skip
+COLOUR_SCALES = {
+    "quality": "Viridis", "strict_quality": "Viridis", "stop": "Cividis", "diversity": "Magma",
+    "answer_diversity": "Magma",
+}  # fmt: skip
+DIVERSITY_TITLES = {
+    "diversity": "D (diversity over valid answers)",
+    "answer_diversity": "answer D (diversity over whole answers that end the reply)",
+}
 FONT = {"family": "Inter, system-ui, sans-serif", "size": 12}
 
 

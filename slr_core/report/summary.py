@@ -14,11 +14,18 @@ from slr_core.slr.landscape import Landscape, Point, check_rule, low_stop
 from slr_core.slr.soup import ALPHAS
 
 # Column -> Point field, in the order both formats show them.
-NUMBERS = {"Q": "quality", "strict Q": "strict_quality", "stop": "stop", "D": "diversity"}
+NUMBERS = {
+    "Q": "quality", "strict Q": "strict_quality", "stop": "stop", "D": "diversity", "answer D": "answer_diversity"
+}  # fmt: skip
 RULE_WORDS = {
     "strict": "max D s.t. strict Q >= {fraction:.2f} x strict Q(post) = {q_min}",
     "paper": "max D s.t. Q >= {fraction:.2f} x Q(post) = {q_min} (first-token rule)",
+    "answer": "max answer D s.t. strict Q >= {fraction:.2f} x strict Q(post) = {q_min}",
 }
+NO_ANSWER = (
+    "The answer rule needs answer D (entropy over whole answers that end the reply), which this "
+    "landscape lacks (swept before it existed): sweep it again to use it; the strict rule is shown."
+)
 NOT_STRICT = (
     "Strict CRC numbers (strict Q, stop rate) are not computed for this landscape: "
     "only the paper's first-token rule is shown."
@@ -140,20 +147,39 @@ def summary_text(landscape: Landscape, fraction: float, digits: int = 4) -> str:
 
 
 def _columns(landscape: Landscape) -> list[str]:
-    return list(NUMBERS) if landscape.has_strict else ["Q", "D"]
+    if not landscape.has_strict:
+        return ["Q", "D"]
+    return list(NUMBERS) if landscape.has_answer else [c for c in NUMBERS if c != "answer D"]
 
 
 def _text_name(column: str) -> str:
     return {"Q": "Q_CRC", "D": "D_CRC"}.get(column, column)
 
 
+def best_text(landscape: Landscape, rule: str, q_fraction: float, q_min: float | None = None) -> str:
+    """`best`'s report: every rule's pick (summary_text), then the pick of `rule` at q_fraction (or q_min).
+
+    The answer rule on a landscape without answer D is refused (RuleUnavailable: the CLI exits 2); the
+    strict rule on one without strict numbers falls back to the paper rule, as it always has."""
+    if rule == "answer":
+        landscape.check_usable("answer")
+    rule = rule if rule in landscape.usable_rules() else "paper"
+    fraction = q_fraction if q_min is None else q_min / landscape.post.rule_quality(rule)
+    best = landscape.rule_summary(fraction, rule)["best"]
+    picked = f"[{best['interval'][0]}, {best['interval'][1]}]" if best else "none (nothing reaches q_min)"
+    return f"{summary_text(landscape, fraction)}\nselected ({rule} rule): {picked}"
+
+
 # ---------------------------------------------------------------- the page's side panel
 
 
 def usable_rule(landscape: Landscape | None, rule: str) -> str:
-    """`rule`, or the paper rule where the landscape lacks the strict numbers that rule needs."""
+    """`rule` where the landscape has its numbers; else the strict rule (for the answer rule on a landscape
+    without answer D), else the paper rule (without strict numbers)."""
     check_rule(rule)
-    return "paper" if landscape is None or not landscape.has_strict else rule
+    if landscape is None:
+        return "paper"
+    return next(r for r in (rule, "strict", "paper") if r in landscape.usable_rules())
 
 
 def stop_warning(point: Point | None) -> str:
@@ -172,7 +198,7 @@ def references_markdown(
     """Post, pre, the rule's best interval ★ and soup α, the selection ▢; the rule's q_min; progress."""
     if landscape is None:
         return "No pair loaded yet."
-    rule = usable_rule(landscape, rule)
+    asked, rule = rule, usable_rule(landscape, rule)
     columns = _columns(landscape)
     rows = ["| CRC | " + " | ".join(columns) + " |", "|---|" + "---|" * len(columns)]
 
@@ -200,12 +226,14 @@ def references_markdown(
     if warning:
         lines.append(f"**★ [{best[0]}, {best[1]}]: {warning}**")
     if q_min is not None:
-        quality = "strict Q" if rule == "strict" else "Q"
+        quality = "Q" if rule == "paper" else "strict Q"
         lines.append(f"{rule} rule: q_min = {fraction:.2f} × {quality}_post = **{format_number(q_min, 3)}**")
         if best is None and landscape.intervals:
             lines.append("No swept interval reaches q_min yet.")
     if not landscape.has_strict:
         lines.append(NOT_STRICT)
+    elif asked == "answer" and rule != "answer":
+        lines.append(NO_ANSWER)
     total = landscape.num_layers * (landscape.num_layers + 1) // 2
     lines.append(
         f"{len(landscape.intervals)} / {total} intervals · {len(landscape.soup)} / {len(ALPHAS)} soup α"

@@ -14,7 +14,8 @@ from slr_core.models.hosting import HostedPolicy
 from slr_core.models.settings import DEVICES, DTYPES, Settings
 from slr_core.serve.registry import PairRegistry
 
-# The page takes no files, so an upload (Gradio's /upload route is open on every app) stays small, and
+# The page takes one small file, a prompt set's JSON, so an upload (Gradio's /upload route is open on every
+# app) stays small (a hosted server also caps the set's prompts and answers: inputs.PROMPT_SET_CAPS), and
 # Gradio's cache of uploads and outputs is emptied: every hour, of files older than an hour.
 MAX_UPLOAD = "1mb"
 DELETE_CACHE = (3600, 3600)

@@ -13,9 +13,9 @@ import threading
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from slr_core.crc.prompts import EncodedPrompts, default_prompts, encode_prompts
+from slr_core.crc.prompts import CRCPrompt, EncodedPrompts, default_prompts, encode_prompts
 from slr_core.errors import InputError, SLRError
 from slr_core.models.hosting import HostedPolicy
 from slr_core.models.loading import ModelPair, load_pair, weight_bytes
@@ -46,13 +46,32 @@ class FairLock:
             self._condition.notify_all()
 
 
+MAX_ENCODINGS = 8  # prompt sets kept encoded per pair (visitors' uploads would otherwise pile up)
+
+
 @dataclass
 class LoadedPair:
-    """A loaded pair with what the app derives from it once: CRC prompts and layer drift."""
+    """A loaded pair with what the app derives from it once: the paper's CRC prompts, layer drift, and
+    any other prompt set a visitor chose, encoded once for this pair's tokenizer."""
 
     pair: ModelPair
     encoded: EncodedPrompts
     drift: list[float]
+    encodings: OrderedDict = field(default_factory=OrderedDict)
+
+    def encoded_for(self, prompts: tuple[CRCPrompt, ...] | None) -> EncodedPrompts:
+        """`prompts` encoded for this pair (None: the paper's set); PromptSetError if the tokenizer cannot
+        say an answer. Kept for the MAX_ENCODINGS most recent sets."""
+        if prompts is None or tuple(prompts) == tuple(self.encoded.prompts):
+            return self.encoded
+        key = tuple(prompts)
+        encoded = self.encodings.get(key)
+        if encoded is None:  # two requests may both encode it: same result, no lock held while encoding
+            encoded = encode_prompts(self.pair.tokenizer, list(key))
+            self.encodings[key] = encoded
+            while len(self.encodings) > MAX_ENCODINGS:
+                self.encodings.pop(next(iter(self.encodings)), None)
+        return encoded
 
 
 class PairEvicted(SLRError):

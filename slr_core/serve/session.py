@@ -14,7 +14,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
 
 from slr_core import inputs
-from slr_core.crc.prompts import EncodedPrompts
+from slr_core.crc.prompts import CRCPrompt, EncodedPrompts
 from slr_core.engine.cached_sweep import (
     is_complete,
     missing_intervals,
@@ -152,6 +152,18 @@ class SessionView:
     mode: str = "layer"  # what restoring a layer brings back: hybrid.RESTORE_MODES
     landscapes: dict[str, Landscape] = field(default_factory=dict)  # every mode's, as last seen
     lambda_slice: tuple[str, dict[float, Point]] | None = None  # a restoration's CRC at lambda 0..1
+    prompt_set: str = "paper"  # the shown prompt set's name (serve.prompt_choice)
+    prompts: tuple[CRCPrompt, ...] | None = None  # its prompts; None: the paper's set
+
+    def show_prompts(
+        self, name: str, prompts: tuple[CRCPrompt, ...] | None, landscapes: dict[str, Landscape]
+    ) -> bool:
+        """Show another prompt set's landscapes (every mode's, as far as the cache holds them); a running
+        sweep of the last set stops. True when the shown one is complete."""
+        self.prompt_set, self.prompts = name, prompts
+        self.landscapes, self.landscape = landscapes, landscapes[self.mode]
+        self.selected, self.lambda_slice, self.generation = None, None, self.generation + 1
+        return is_complete(self.landscape)
 
     def show_pair(self, key: PairKey, landscapes: dict[str, Landscape]) -> bool:
         """Show a newly loaded pair with every mode's stored landscape; True when the shown one is complete."""
@@ -323,8 +335,11 @@ class SessionView:
             self.best(),
             {"quality": self.shown_quality_map, "diversity": "diversity", "stop": "stop"},
         )
+        shown_set = None if self.prompts is None else self.prompt_set  # named on the maps unless the default
         return {
-            name: figures.heatmap_figure(self.landscape, metric, best, self.selected).to_json()
+            name: figures.heatmap_figure(
+                self.landscape, metric, best, self.selected, prompt_set=shown_set
+            ).to_json()
             for name, metric in metrics.items()
         }
 
@@ -340,8 +355,9 @@ class SessionView:
         )
 
     def references(self) -> str:
-        """Post, pre, best, soup and selection under the shown rule (Markdown)."""
-        return references_markdown(self.landscape, self.q_fraction, self.shown_rule, self.selected)
+        """Post, pre, best, soup and selection under the shown rule, and the prompt set (Markdown)."""
+        text = references_markdown(self.landscape, self.q_fraction, self.rule, self.selected)
+        return text if self.landscape is None else f"{text}\n\nPrompt set: **{html.escape(self.prompt_set)}**"
 
     def summary(self) -> str:
         """Both rules' picks side by side (Markdown)."""

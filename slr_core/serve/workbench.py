@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
 
+from slr_core.crc.prompts import CRCPrompt
 from slr_core.downstream import evaluation
 from slr_core.downstream.sampling import SamplingSettings, stream_samples
 from slr_core.engine import cached_sweep
@@ -25,13 +26,18 @@ class Workbench:
         self.registry, self.turn, self.stream_seconds = registry, turn, stream_seconds
 
     def sweep_steps(
-        self, key: PairKey, missing: set[tuple[int, int]], mode: str = "layer"
+        self,
+        key: PairKey,
+        missing: set[tuple[int, int]],
+        mode: str = "layer",
+        prompts: tuple[CRCPrompt, ...] | None = None,
     ) -> Iterator[Landscape]:
-        """Compute what the cache lacks (references, intervals, soup), yielding snapshots as results come."""
+        """Compute what the cache lacks (references, intervals, soup) for the prompt set `prompts` (None:
+        the paper's), yielding snapshots as results come."""
         with self.registry.using(key) as entry:  # never evicted while this runs
             # A complete coarse map on a few prompts first, then the full set refines it (cached_sweep.first_look).
             steps = cached_sweep.first_look(
-                entry.pair, entry.encoded, intervals=missing, soup=True, mode=mode
+                entry.pair, entry.encoded_for(prompts), intervals=missing, soup=True, mode=mode
             )
             yield from in_turns(steps, self.turn)
 
@@ -46,13 +52,18 @@ class Workbench:
             )
 
     def lambda_points(
-        self, key: PairKey, restoration: Restoration, post: Point | None
+        self,
+        key: PairKey,
+        restoration: Restoration,
+        post: Point | None,
+        prompts: tuple[CRCPrompt, ...] | None = None,
     ) -> Iterator[dict[float, Point]]:
         """CRC of the restoration at lambda = 0, 0.1, ..., 1 (cached per point): the points so far after
         each, every point a turn of its own; closing the generator (the visitor left) stops the slice."""
         points: dict[float, Point] = {}
         with self.registry.using(key) as entry:
-            steps = lambda_points(entry.pair, entry.encoded, restoration, post, turn=self.turn)
+            encoded = entry.encoded_for(prompts)
+            steps = lambda_points(entry.pair, encoded, restoration, post, turn=self.turn)
             for fraction, point in steps:
                 points[fraction] = point
                 yield dict(points)

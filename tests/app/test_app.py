@@ -325,11 +325,11 @@ def test_the_quality_map_toggles_between_q_and_strict_q_and_the_stop_map_shows_t
 def test_the_summary_shows_both_rules_picks_side_by_side(page, rule_view):
     summary = page.change_view(rule_view, 0.9, "strict", "strict_quality")[page.summary]
     rows = {line.split("|")[2].strip(): line for line in summary.splitlines() if line.startswith("| **SLR**")}
-    assert set(rows) == {"strict", "paper"}
-    assert "[1, 1]" in rows["strict"] and "[0, 1]" in rows["paper"]
+    assert set(rows) == {"strict", "paper", "answer"}  # the hand-made landscape has answer D (= D)
+    assert "[1, 1]" in rows["strict"] and "[0, 1]" in rows["paper"] and "[1, 1]" in rows["answer"]
     for cell in ("0.750", "0.675", "0.900", "1.000"):  # Q, strict Q, stop, D of the strict pick
         assert cell in rows["strict"]
-    assert "| model | rule | q_min | interval / α | Q | strict Q | stop | D |" in summary
+    assert "| model | rule | q_min | interval / α | Q | strict Q | stop | D | answer D |" in summary
     assert "SLR-Early" not in summary  # the page leaves the controls to the model card and CLI
 
 
@@ -607,7 +607,16 @@ def test_the_page_wires_clickable_heatmaps_rules_and_concurrency_groups(page):
         assert 'trigger("select"' in props["js_on_load"]
         assert "plotly.min.js" in props["head"]
     assert components["slr-rule"]["props"]["value"] == "strict"
-    assert [choice[1] for choice in components["slr-rule"]["props"]["choices"]] == ["strict", "paper"]
+    assert [choice[1] for choice in components["slr-rule"]["props"]["choices"]] == [
+        "strict",
+        "paper",
+        "answer",
+    ]
+    assert [choice[1] for choice in components["slr-prompt-set"]["props"]["choices"]] == [
+        "paper",
+        "open",
+        "upload",
+    ]
     assert components["slr-quality-map"]["props"]["value"] == "strict_quality"
     dependencies = config["dependencies"]
     selects = [
@@ -623,6 +632,7 @@ def test_the_page_wires_clickable_heatmaps_rules_and_concurrency_groups(page):
     assert groups["compare"][0] == "sample"  # ... so it never queues sampling
     assert groups["select_cell"][0] == groups["change_view"][0] == "view"
     assert groups["export_selected"] == ("export", 1)
+    assert groups["change_prompts"][0] == "load"  # encoding a set's tries is heavy: bounded per visitor
     assert app.build_app() is not page.demo  # build_app() is a fresh page's Blocks
 
 

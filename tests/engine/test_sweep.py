@@ -68,8 +68,8 @@ def test_sweep_does_about_a_third_of_the_naive_layer_work(tiny_pair):
     for start, end in wanted:
         naive_interval_scores(tiny_pair, encoded, start, end, naive_stats)
     n, p = tiny_pair.num_layers, len(encoded)
-    # naive: N layers per interval for the prompt and again for prompt + t, for every valid t.
-    sequences = sum(1 + len(tokens) for tokens in encoded.token_ids)
+    # naive: N layers per interval for prompt + t, for every valid t (its position L - 1 gives p(t | x)).
+    sequences = sum(len(tokens) for tokens in encoded.token_ids)
     assert naive_stats.layer_evals == sequences * n * len(wanted)
     # sweep: one row per prompt (its branches ride along) through the tail of each interval,
     # plus one pre-trained layer per live start.

@@ -123,20 +123,23 @@ def test_difference_map_and_fronts_show_what_they_say(sweeps):
         expected = second.matrix(metric) - first.matrix(metric)
         assert np.allclose(z, expected, equal_nan=True)
         assert figure.data[0].zmid == 0 and figure.data[0].zmax == pytest.approx(np.nanmax(np.abs(expected)))
+    assert first.usable_rules() == list(RULES)
     for rule in RULES:
         figure = pair_figures.fronts_figure((first, second), ("one", "two"), rule, 0.9)
         for landscape, name in ((first, "one"), (second, "two")):
             front = next(t for t in figure.data if t.name == f"{name}: Pareto front")
-            assert list(front.x) == [landscape.intervals[k].diversity for k in landscape.pareto_front(rule)]
+            front_x = [landscape.intervals[k].rule_diversity(rule) for k in landscape.pareto_front(rule)]
+            assert list(front.x) == front_x
             best = picks(landscape, 0.9)[rule]
             if best is not None:
                 star = next(t for t in figure.data if t.name == f"{name}: pick [{best[0]}, {best[1]}]")
-                assert star.x[0] == landscape.intervals[best].diversity
+                assert star.x[0] == landscape.intervals[best].rule_diversity(rule)
     table = pair_figures.picks_markdown(difference, ("one", "two"), 0.9)
     for landscape, name in ((first, "one"), (second, "two")):
         for rule, best in picks(landscape, 0.9).items():
             cell = f"[{best[0]}, {best[1]}]" if best else "none reaches q_min"
             assert f"| {name} | {rule} | {cell} |" in table
+        assert "answer" in picks(landscape, 0.9)  # a sweep now computes answer D: every rule is offered
 
 
 def test_page_lists_only_shipped_landscapes_and_refuses_other_paths(sweeps):

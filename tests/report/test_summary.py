@@ -36,7 +36,9 @@ def test_rows_follow_landscape_summary_for_both_rules():
             found["best"][m] for m in ("quality", "diversity", "stop", "strict_quality")
         ]
     soups = {row["rule"]: row["alpha"] for row in rows if row["kind"] == "soup"}
-    assert soups == {"strict": STRICT_ALPHA, "paper": PAPER_ALPHA}
+    # Here answer D equals D (tests/strict_landscapes.py), so the answer rule picks as the strict one does.
+    assert soups == {"strict": STRICT_ALPHA, "paper": PAPER_ALPHA, "answer": STRICT_ALPHA}
+    assert picks["answer"]["interval"] == STRICT_PICK
     controls = [(row["rule"], row["label"], row["interval"]) for row in rows if row["kind"] == "control"]
     assert ("strict", "SLR-Early", (0, 0)) in controls and ("paper", "SLR-Late", (2, 3)) in controls
     assert [row["kind"] for row in rows[:2]] == ["post", "pre"]
@@ -45,9 +47,11 @@ def test_rows_follow_landscape_summary_for_both_rules():
 
 def test_markdown_puts_both_picks_side_by_side():
     text = summary_markdown(two_rule_landscape(), 0.9)
-    assert text.splitlines()[0] == "| model | rule | q_min | interval / α | Q | strict Q | stop | D |"
-    assert "| **SLR** | strict | 0.6480 | [1, 1] | 0.7500 | 0.6750 | 0.9000 | 1.0000 |" in text
-    assert "| **SLR** | paper | 0.7200 | [0, 1] | 0.7800 | 0.2340 | 0.3000 | 1.5000 |" in text
+    assert (
+        text.splitlines()[0] == "| model | rule | q_min | interval / α | Q | strict Q | stop | D | answer D |"
+    )
+    assert "| **SLR** | strict | 0.6480 | [1, 1] | 0.7500 | 0.6750 | 0.9000 | 1.0000 | 1.0000 |" in text
+    assert "| **SLR** | paper | 0.7200 | [0, 1] | 0.7800 | 0.2340 | 0.3000 | 1.5000 | 1.5000 |" in text
     assert "| Proxy-Soup | strict | 0.6480 | α = 0.25 |" in text
     assert "strict rule: max D s.t. strict Q >= 0.90 x strict Q(post) = 0.6480" in text
     assert "SLR-Early" in text and "SLR-Early" not in summary_markdown(
@@ -59,9 +63,18 @@ def test_markdown_puts_both_picks_side_by_side():
 def test_text_keeps_the_cli_lines_and_adds_the_strict_rule():
     text = summary_text(two_rule_landscape(), 0.9)
     lines = text.splitlines()
-    assert lines[0] == "post-trained: Q_CRC = 0.8000, strict Q = 0.7200, stop = 0.9000, D_CRC = 0.5000"
-    assert "  best interval [1, 1]: Q_CRC = 0.7500, strict Q = 0.6750, stop = 0.9000, D_CRC = 1.0000" in lines
-    assert "  best interval [0, 1]: Q_CRC = 0.7800, strict Q = 0.2340, stop = 0.3000, D_CRC = 1.5000" in lines
+    assert (
+        lines[0]
+        == "post-trained: Q_CRC = 0.8000, strict Q = 0.7200, stop = 0.9000, D_CRC = 0.5000, answer D = 0.5000"
+    )
+    assert (
+        "  best interval [1, 1]: Q_CRC = 0.7500, strict Q = 0.6750, stop = 0.9000, D_CRC = 1.0000, answer D = 1.0000"
+        in lines
+    )
+    assert (
+        "  best interval [0, 1]: Q_CRC = 0.7800, strict Q = 0.2340, stop = 0.3000, D_CRC = 1.5000, answer D = 1.5000"
+        in lines
+    )
     assert "  Proxy-Soup best alpha = 0.50: " in text
     assert lines.index("strict rule: max D s.t. strict Q >= 0.90 x strict Q(post) = 0.6480") < lines.index(
         "paper rule: max D s.t. Q >= 0.90 x Q(post) = 0.7200 (first-token rule)"
