@@ -22,7 +22,7 @@ from slr_core.crc.prompts import CRCPrompt, encode_prompts  # noqa: E402
 from slr_core.crc.trie import build_trie  # noqa: E402
 from slr_core.crc.trie_scores import SCORE_COLUMNS  # noqa: E402
 from slr_core.engine.capture import Reference  # noqa: E402
-from slr_core.engine.sweep import Stats, model_scores, sweep_intervals  # noqa: E402
+from slr_core.engine.sweep import Stats, model_scores, sweep_intervals, widen_layout  # noqa: E402
 from slr_core.models.chat import end_of_turn_ids  # noqa: E402
 from slr_core.models.loading import load_pair  # noqa: E402
 from slr_core.models.settings import Settings  # noqa: E402
@@ -49,12 +49,15 @@ def main() -> None:
     started = time.perf_counter()
     encoded = encode_prompts(pair.tokenizer, PROMPTS)
     print(f"encode {time.perf_counter() - started:.1f} s")
-    for prompt, trie in zip(PROMPTS, encoded.tries):
+    started = time.perf_counter()
+    widened = widen_layout(pair, encoded)
+    print(f"widen {time.perf_counter() - started:.1f} s")
+    for prompt, trie, wide in zip(PROMPTS, encoded.tries, widened.tries):
         full = len(build_trie(pair.tokenizer, prompt.valid, 100000))
-        left_out = len(trie.root_omitted) + sum(map(len, trie.omitted.values()))
-        print(
-            f"{prompt.valid[0]}...: full trie {full} nodes, laid out {len(trie)}, left-out continuations {left_out}"
-        )
+        left_out = len(wide.root_omitted) + sum(map(len, wide.omitted.values()))
+        print(f"{prompt.valid[0]}...: full trie {full} nodes, pruned {len(trie)}, widened {len(wide)}, "
+              f"left-out continuations {left_out}")  # fmt: skip
+    encoded = widened
     batch = make_batch(encoded, pair.tokenizer.pad_token_id, pair.device)
     reference, end_ids = Reference(pair.post, batch), end_of_turn_ids(pair.tokenizer)
     for name, model in (("post", pair.post), ("pre", pair.pre)):
@@ -67,14 +70,16 @@ def main() -> None:
         _show(f"[{result.start}, {result.end}]", result.per_prompt, stats, None)
     seconds = time.perf_counter() - began
     print(f"{len(wanted)} intervals: {seconds:.1f} s; head rows {stats.head_rows}, nodes skipped "
-          f"{stats.branches_skipped}, largest left-out mass {stats.omitted_mass:.3g}")  # fmt: skip
+          f"{stats.branches_skipped}, largest left-out mass {stats.omitted_mass:.3g} "
+          f"({stats.omitted_share:.3g} of its Q)")  # fmt: skip
 
 
 def _show(name: str, scores: torch.Tensor, stats: Stats, seconds: float | None) -> None:
     means = scores.mean(dim=0).tolist()
     numbers = ", ".join(f"{column} {value:.4g}" for column, value in zip(SCORE_COLUMNS, means))
     per_prompt = "; ".join(f"{row[0]:.4g}/{row[3]:.4g}" for row in scores.tolist())
-    timing = f" ({seconds:.1f} s, left-out mass <= {stats.omitted_mass:.3g})" if seconds is not None else ""
+    left = f"left-out mass {stats.omitted_mass:.3g} ({stats.omitted_share:.3g} of Q)"
+    timing = f" ({seconds:.1f} s, {left})" if seconds is not None else ""
     print(f"{name}: {numbers}; per prompt Q/strict {per_prompt}{timing}")
 
 

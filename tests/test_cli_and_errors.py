@@ -33,6 +33,7 @@ def test_sweep_writes_the_documented_csv(tiny_paths, tmp_path):
         "diversity",
         "stop",
         "strict_quality",
+        "answer_diversity",
     ]
     kinds = [row["kind"] for row in rows]
     assert kinds.count("post") == 1 and kinds.count("pre") == 1

@@ -141,11 +141,10 @@ def encode_prompts(tokenizer, prompts: list[CRCPrompt]) -> EncodedPrompts:
 
 
 # ---------------------------------------------------------------- scores
-# Per prompt x, t over the valid first tokens, E the end-of-reply tokens:
+# Single-token answers, per prompt x, t over the valid first tokens, E the end-of-reply tokens:
 #   Q = sum_t p(t|x);  D = entropy of p(t|x) / Q grouped by character;
 #   P_end(x, t) = sum_{e in E} p(e | x, t);  strict = sum_t p(t|x) P_end(x, t);  stop = strict / Q.
-
-SCORE_COLUMNS = ("quality", "diversity", "stop", "strict_quality")
+# Answers of any length (and answer_diversity): crc/trie_scores.py, whose SCORE_COLUMNS the sweep returns.
 
 
 def answer_probabilities(

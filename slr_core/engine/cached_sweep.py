@@ -146,31 +146,46 @@ def survey(
             cache.put_result(cache.result_key(context(name), name), asdict(point))
         return point
 
-    encoded = widen_layout(pair, encoded)  # tries over the cap: lay out what post and pre say (sweep.py)
-    batch, end_ids = (
-        make_batch(encoded, pair.tokenizer.pad_token_id, pair.device),
-        end_of_turn_ids(pair.tokenizer),
-    )
-    reference = Reference(pair.post, batch)  # pre and soups replay the post model's layer calls
+    layout = _Layout(pair, encoded)  # made on first need: a fully cached landscape costs no pass
     for name, model in (("post", pair.post), ("pre", pair.pre)) if references else ():
         point = lookup(name)
         if point is None:
-            point = store(name, _point(model_scores(model, encoded, batch, end_ids, stats, reference)))
+            point = store(name, _point(model_scores(model, *layout.scoring(), stats, layout.reference)))
         setattr(landscape, name, point)
         yield landscape
     if strict:
-        run = (batch_tokens, stats, mode, reference)
+        run = (batch_tokens, stats, mode, layout)
         yield from _strict_intervals(pair, encoded, wanted, landscape, (lookup_many, store), run)
     else:
         run = (batch_tokens, stats, mode)
         yield from _first_token_intervals(pair, encoded, wanted, landscape, use_cache, run)
     if soup:
-        yield from _soup(pair, encoded, (batch, end_ids, reference), landscape, lookup, store, stats)
+        yield from _soup(pair, layout, landscape, lookup, store, stats)
+
+
+class _Layout:
+    """The batch, end ids and post-model reference a survey scores with, made on first need.
+
+    Tries over the cap are widened first (sweep.widen_layout: passes of the post and pre models), so
+    a landscape whose results are all stored costs none of that."""
+
+    def __init__(self, pair: ModelPair, encoded: EncodedPrompts) -> None:
+        self.pair, self.encoded, self.reference, self._scoring = pair, encoded, None, None
+
+    def scoring(self) -> tuple:
+        """(encoded, batch, end ids), the layout widened and the reference made on the first call."""
+        if self._scoring is None:
+            pair = self.pair
+            self.encoded = widen_layout(pair, self.encoded)
+            batch = make_batch(self.encoded, pair.tokenizer.pad_token_id, pair.device)
+            self.reference = Reference(pair.post, batch)  # pre and soups replay the post model's calls
+            self._scoring = (self.encoded, batch, end_of_turn_ids(pair.tokenizer))
+        return self._scoring
 
 
 def _strict_intervals(pair, encoded, wanted, landscape, storage, run):
     lookup_many, store = storage
-    batch_tokens, stats, mode, reference = run
+    batch_tokens, stats, mode, layout = run
     missing, found = set(), lookup_many([interval_name(start, end) for start, end in sorted(wanted)])
     for start, end in sorted(wanted):
         point = found[interval_name(start, end)]
@@ -181,7 +196,10 @@ def _strict_intervals(pair, encoded, wanted, landscape, storage, run):
     if landscape.intervals:
         yield landscape
     if missing:
-        for result in sweep_intervals(pair, encoded, missing, batch_tokens, stats, mode, reference):
+        layout.scoring()
+        for result in sweep_intervals(
+            pair, layout.encoded, missing, batch_tokens, stats, mode, layout.reference
+        ):
             point = store(interval_name(result.start, result.end), _point(result.per_prompt))
             landscape.intervals[(result.start, result.end)] = point
             yield landscape
@@ -216,15 +234,14 @@ def _first_token_intervals(pair, encoded, wanted, landscape, use_cache, run):
         yield landscape
 
 
-def _soup(pair, encoded, scoring, landscape, lookup, store, stats):
+def _soup(pair, layout, landscape, lookup, store, stats):
     scratch = None
     for alpha in ALPHAS:
         point = lookup(soup_name(alpha))
         if point is None:
             scratch = scratch or copy.deepcopy(pair.post)
             blend_into(scratch, pair, alpha)
-            batch, end_ids, reference = scoring
-            scores = model_scores(scratch, encoded, batch, end_ids, stats, reference)
+            scores = model_scores(scratch, *layout.scoring(), stats, layout.reference)
             point = store(soup_name(alpha), _point(scores))
         landscape.soup[alpha] = point
         yield landscape

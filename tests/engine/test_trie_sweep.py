@@ -181,3 +181,23 @@ def test_widening_lays_out_what_post_and_pre_say_until_little_is_left_out(tiny_p
     for result in sweep_intervals(tiny_pair, encoded, {(0, 1), (2, 3)}):
         naive = naive_interval_scores(tiny_pair, encoded, result.start, result.end)
         assert torch.allclose(result.per_prompt[:, :3], naive[:, :3], atol=1e-4, rtol=0)
+
+
+def test_a_stored_landscape_of_pruned_tries_is_read_without_widening(tiny_pair, monkeypatch):
+    from slr_core.engine import cached_sweep
+
+    monkeypatch.setattr(trie_module, "SHORT_SEQUENCES", 1)
+    monkeypatch.setattr(trie_module, "MAX_TRIE_NODES", 6)
+    encoded = encode_prompts(
+        tiny_pair.tokenizer, [CRCPrompt("Name a word of this request.", ("Random", "12"))]
+    )
+    assert encoded.tries[0].omitted or encoded.tries[0].root_omitted
+    monkeypatch.setattr(sweep, "OMITTED_TOLERANCE", float("inf"))  # the tiny cap leaves much out
+    first = cached_sweep.complete(cached_sweep.survey(tiny_pair, encoded, {(0, 1), (2, 3)}, soup=True))
+
+    def refuse(*args):
+        raise AssertionError("a stored landscape needs no model pass")
+
+    monkeypatch.setattr(cached_sweep, "widen_layout", refuse)
+    again = cached_sweep.complete(cached_sweep.survey(tiny_pair, encoded, {(0, 1), (2, 3)}, soup=True))
+    assert again.rows() == first.rows() and again.post.answer_diversity is not None
