@@ -46,7 +46,7 @@ BADGES = "[...document.querySelectorAll('.slr-samples')].map(c => c.innerText)"
 
 def test_a_second_click_while_sampling_gets_its_own_samples_in_view(page):  # noqa: F811
     wait_for_full_landscape(page)
-    page.get_by_label("Prompt").fill("Write a short poem (four lines) about the sea.")
+    page.get_by_label("Prompt", exact=True).fill("Write a short poem (four lines) about the sea.")
     page.get_by_text("Sampling settings").click()
     for label, value in (("samples per model", "32"), ("max new tokens", "256")):  # a long first run
         box = page.get_by_label(f"number input for {label}")
