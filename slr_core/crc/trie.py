@@ -19,6 +19,10 @@ from slr_core.errors import PromptSetError
 # attention mask grows with the square of the widest row. These caps keep a sweep's memory bounded.
 MAX_TRIE_NODES = 1024  # nodes of one prompt's trie
 MAX_TOTAL_TRIE_NODES = 16384  # nodes of all of a prompt set's tries together
+# Every node costs layer work at every interval, and most spellings of a long word ("Afgh"+"anistan")
+# carry almost no mass. A trie over this many nodes starts from a pruned layout that the sweep widens
+# by measured mass (engine/sweep.py, widen_layout); smaller tries are laid out whole.
+FULL_LAYOUT_NODES = 64
 
 
 @dataclass
@@ -231,9 +235,9 @@ def build_trie(
     return builder.trie
 
 
-# Over the cap, the layout keeps the sequences of at most this many tokens and each answer's own
-# tokenisation (with and without a leading space); the mass of all others is measured, not guessed.
-SHORT_SEQUENCES = 2
+# A pruned layout keeps the sequences of at most this many tokens and each answer's own tokenisation
+# (with and without a leading space); the mass of all others is measured, not guessed.
+SHORT_SEQUENCES = 1
 
 
 def pruned_trie(tokenizer, answers: tuple[str, ...]) -> Trie:
@@ -301,9 +305,10 @@ def _roots(trie: Trie) -> list[int]:
 
 
 def layout_trie(tokenizer, answers: tuple[str, ...]) -> Trie:
-    """The trie the sweep lays out: every spelling when they fit MAX_TRIE_NODES, else `pruned_trie`."""
-    trie = build_trie(tokenizer, answers, MAX_TRIE_NODES)
-    return trie if len(trie) <= MAX_TRIE_NODES else pruned_trie(tokenizer, answers)
+    """The trie the sweep lays out: every spelling when they fit FULL_LAYOUT_NODES, else `pruned_trie`."""
+    limit = min(FULL_LAYOUT_NODES, MAX_TRIE_NODES)
+    trie = build_trie(tokenizer, answers, limit)
+    return trie if len(trie) <= limit else pruned_trie(tokenizer, answers)
 
 
 def trie_sizes(tokenizer, answer_sets: list[tuple[str, ...]]) -> list[int]:

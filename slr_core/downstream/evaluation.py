@@ -33,8 +33,9 @@ from slr_core.slr.hybrid import build_hybrid
 from slr_core.slr.landscape import Landscape
 from slr_core.slr.soup import soup_model
 
-# The rules whose picks are evaluated; the answer rule (issue 24) is left out so a run costs what it did.
-EVALUATED_RULES = ("strict", "paper")
+# The rules whose picks are evaluated, where the landscape supports them (the answer rule needs the
+# answer_diversity column; a pick two rules share is sampled once, its results cached by interval).
+EVALUATED_RULES = ("strict", "paper", "answer")
 
 # The evaluation's code, hashed from its imports (cache.code_version): an edit to scoring, sampling or
 # hybrid building gives its results a new key, with no version to bump by hand.

@@ -15,7 +15,7 @@ import torch
 from slr_core import cache
 from slr_core.crc.prompts import EncodedPrompts, crc_means
 from slr_core.engine.capture import Reference
-from slr_core.engine.sweep import Stats, make_batch, model_scores, sweep_intervals, widen_layout
+from slr_core.engine.sweep import Stats, checked_scores, make_batch, sweep_intervals, widen_layout
 from slr_core.models.chat import end_of_turn_ids
 from slr_core.models.loading import ModelPair
 from slr_core.slr.intervals import check_mode
@@ -150,7 +150,9 @@ def survey(
     for name, model in (("post", pair.post), ("pre", pair.pre)) if references else ():
         point = lookup(name)
         if point is None:
-            point = store(name, _point(model_scores(model, *layout.scoring(), stats, layout.reference)))
+            encoded_laid_out, batch, _ = layout.scoring()
+            scores = checked_scores(pair, model, encoded_laid_out, batch, stats, layout.reference)
+            point = store(name, _point(scores))
         setattr(landscape, name, point)
         yield landscape
     if strict:
@@ -241,7 +243,8 @@ def _soup(pair, layout, landscape, lookup, store, stats):
         if point is None:
             scratch = scratch or copy.deepcopy(pair.post)
             blend_into(scratch, pair, alpha)
-            scores = model_scores(scratch, *layout.scoring(), stats, layout.reference)
+            encoded_laid_out, batch, _ = layout.scoring()
+            scores = checked_scores(pair, scratch, encoded_laid_out, batch, stats, layout.reference)
             point = store(soup_name(alpha), _point(scores))
         landscape.soup[alpha] = point
         yield landscape

@@ -10,8 +10,7 @@ from slr_core import cache
 from slr_core.crc.prompts import EncodedPrompts, crc_means
 from slr_core.engine.cached_sweep import context_id
 from slr_core.engine.capture import Reference
-from slr_core.engine.sweep import make_batch, model_scores
-from slr_core.models.chat import end_of_turn_ids
+from slr_core.engine.sweep import checked_scores, make_batch, widen_layout
 from slr_core.models.loading import ModelPair
 from slr_core.slr.hybrid import Restoration, build_restored
 from slr_core.slr.landscape import METRICS, Point
@@ -46,8 +45,8 @@ def lambda_points(
     `post` is the post-trained model's point on the same full prompt set, or None to compute it."""
     turn = turn or nullcontext()
     context = context_id(pair, encoded)
+    encoded = widen_layout(pair, encoded)  # answers of several tokens: as the sweep lays them out
     batch = make_batch(encoded, pair.tokenizer.pad_token_id, pair.device)
-    end_ids = end_of_turn_ids(pair.tokenizer)
     reference = Reference(pair.post, batch)  # every blend replays the post model's layer calls
     for fraction in lambdas:
         if fraction == 0 and post is not None:
@@ -64,7 +63,7 @@ def lambda_points(
                 if fraction == 0
                 else build_restored(pair, dataclasses.replace(restoration, fraction=fraction))
             )
-            point = Point(*crc_means(model_scores(model, encoded, batch, end_ids, reference=reference)))
+            point = Point(*crc_means(checked_scores(pair, model, encoded, batch, reference=reference)))
         if use_cache:
             cache.put_result(key, dataclasses.asdict(point))
         yield fraction, point

@@ -45,7 +45,8 @@ class Stats:
     head_rows: int = 0  # positions that went through the final norm and LM head
     branches_skipped: int = 0  # answer branches (trie nodes) whose head was provably negligible
     omitted_mass: float = 0.0  # the largest per-prompt mass of spellings a pruned trie left out
-    omitted_share: float = 0.0  # the largest such mass as a fraction of its prompt's Q
+    omitted_share: float = 0.0  # the largest such mass as a fraction of its prompt's Q (before relaying)
+    prompts_relaid: int = 0  # (prompt, interval) results laid out again for the hybrid (sweep.rescored)
     mlp_tokens_skipped: int = 0  # last-layer positions whose MLP was not needed
     layout: Layout | None = None
     seconds: dict[str, float] = field(default_factory=dict)  # wall time per phase

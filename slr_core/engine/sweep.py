@@ -41,7 +41,7 @@ from slr_core.models import precision
 from slr_core.models.architectures import decoder_layers
 from slr_core.models.chat import end_of_turn_ids
 from slr_core.models.loading import ModelPair
-from slr_core.slr.hybrid import restoring_layer
+from slr_core.slr.hybrid import build_hybrid, restoring_layer
 from slr_core.slr.intervals import check_interval, check_mode
 
 __all__ = ["Batch", "Stats", "make_batch", "model_scores", "sweep_intervals"]
@@ -107,46 +107,108 @@ def score_kept(
     return scores if strict else scores[:, :2]
 
 
-# Where a pruned trie's left-out spellings carry more than OMITTED_TOLERANCE / 10 of a prompt's Q under
-# the post or the pre model, those carrying at least WIDEN_MASS of it are laid out, round by round.
-WIDEN_ROUNDS = 4
-WIDEN_MASS = 1e-8
+# Widening stops once the post and pre models leave out at most WIDEN_TARGET of each prompt's Q. Each
+# round lays out the heaviest left-out continuations, largest first, until what stays out is a tenth
+# of that; a new node's own continuations are measured in the next round, so deep spellings take several.
+WIDEN_ROUNDS = 8
+WIDEN_TARGET = OMITTED_TOLERANCE / 10
+
+
+# Widening pads every prompt's row to the widest one: prompts are widened in groups of this many,
+# of similar widths (prompts are independent, so the groups' layouts are the same as one set's).
+WIDEN_GROUP = 8
 
 
 def widen_layout(pair: ModelPair, encoded: EncodedPrompts) -> EncodedPrompts:
     """`encoded` with its pruned tries widened until the post and pre models leave out little.
 
-    Each round scores both models (two passes each) and lays out every left-out continuation with
-    path probability >= WIDEN_MASS under either; it stops at OMITTED_TOLERANCE / 10, after
-    WIDEN_ROUNDS, or at the node caps. Intervals are checked on their own as they are swept.
+    Each round scores both models (one pass each) and lays out, per prompt and model, the heaviest
+    left-out continuations; it stops at WIDEN_TARGET, after WIDEN_ROUNDS, or at the node caps.
+    Intervals are checked on their own as they are swept.
     """
     if not any(trie.omitted or trie.root_omitted for trie in encoded.tries):
         return encoded
-    end_ids = end_of_turn_ids(pair.tokenizer)
+    order = sorted(range(len(encoded)), key=lambda p: len(encoded.input_ids[p]) + len(encoded.tries[p]))
+    groups = [order[lo : lo + WIDEN_GROUP] for lo in range(0, len(order), WIDEN_GROUP)]
+    tries = list(encoded.tries)
+    for group in tqdm(groups, desc="Widening answer tries", unit="group", leave=False):
+        budget = MAX_TOTAL_TRIE_NODES * len(group) // len(encoded)
+        widened = _widen_group(pair, encoded.subset(group), budget)
+        for prompt, trie in zip(group, widened.tries):
+            tries[prompt] = trie
+    return encoded.with_tries(tries)
+
+
+def _widen_group(pair: ModelPair, encoded: EncodedPrompts, budget: int, models=None) -> EncodedPrompts:
+    models, end_ids = models or (pair.post, pair.pre), end_of_turn_ids(pair.tokenizer)
     for _ in range(WIDEN_ROUNDS):
+        if not any(trie.omitted or trie.root_omitted for trie in encoded.tries):
+            break
         batch = make_batch(encoded, pair.tokenizer.pad_token_id, pair.device)
         walks: list[TrieWalk] = []
         reference = Reference(pair.post, batch)
-        for model in (pair.post, pair.pre):
+        for model in models:
             model_scores(model, encoded, batch, end_ids, reference=reference, walks=walks)
-        if max(walk.omitted_share() for walk in walks) <= OMITTED_TOLERANCE / 10:
+        if max(walk.omitted_share() for walk in walks) <= WIDEN_TARGET:
             break
         additions: list[set] = [set() for _ in encoded.tries]
         for k, walk in enumerate(walks):
-            quality = float(walk.prob[walk.minimal & walk.known].sum())
-            for node, tokens, masses in walk.left_out:
-                additions[k % len(encoded)].update(
-                    (node, t) for t, m in zip(tokens, masses.tolist()) if m >= WIDEN_MASS * quality
-                )
+            additions[k % len(encoded)].update(_heaviest_left_out(walk))
         tries = [
             widen_trie(pair.tokenizer, prompt.valid, trie, sorted(added)) if added else trie
             for prompt, trie, added in zip(encoded.prompts, encoded.tries, additions)
         ]
-        too_big = sum(map(len, tries)) > MAX_TOTAL_TRIE_NODES or max(map(len, tries)) > MAX_TRIE_NODES
+        too_big = sum(map(len, tries)) > budget or max(map(len, tries)) > MAX_TRIE_NODES
         if too_big or tries == encoded.tries:
             break
         encoded = encoded.with_tries(tries)
     return encoded
+
+
+def _heaviest_left_out(walk: TrieWalk) -> list[tuple[int, int]]:
+    # (node, token) left out, heaviest first, until what remains is at most WIDEN_TARGET / 10 of Q.
+    quality = float(walk.prob[walk.minimal & walk.known].sum())
+    pieces = [(m, node, t) for node, tokens, masses in walk.left_out for t, m in zip(tokens, masses.tolist())]
+    chosen, remaining = [], walk.omitted
+    for mass, node, token in sorted(pieces, reverse=True):
+        if remaining <= WIDEN_TARGET / 10 * quality:
+            break
+        chosen.append((node, token))
+        remaining -= mass
+    return chosen
+
+
+def rescored(
+    pair: ModelPair, model: nn.Module, encoded: EncodedPrompts, scores, walks, stats
+) -> torch.Tensor:
+    """`scores` [P, C] of `model`, with every prompt whose layout leaves out over OMITTED_TOLERANCE of
+    its Q (per `walks`) laid out again, widened on `model` itself, and scored by a plain pass of it.
+
+    A hybrid far from both post and pre (say one that names an answer and never ends) may favour
+    spellings neither model does: only its own prompts are redone, so the shared layout stays lean.
+    PromptSetError if the widened layout still leaves out too much."""
+    over = [p for p, walk in enumerate(walks) if walk.omitted_share() > OMITTED_TOLERANCE]
+    if not over:
+        return scores
+    subset = _widen_group(pair, encoded.subset(over), MAX_TOTAL_TRIE_NODES, (model,))
+    batch = make_batch(subset, pair.tokenizer.pad_token_id, pair.device)
+    end_ids = end_of_turn_ids(pair.tokenizer)
+    again = model_scores(model, subset, batch, end_ids, stats, Reference(pair.post, batch))
+    stats.prompts_relaid += len(over)
+    scores = scores.clone()
+    scores[over] = again[:, : scores.shape[1]].to(scores.dtype)
+    return scores
+
+
+def checked_scores(
+    pair: ModelPair, model: nn.Module, encoded: EncodedPrompts, batch: Batch, stats=None, reference=None
+):
+    """`model_scores` of a whole model (post, pre, a soup), any prompt it pushes over the left-out
+    tolerance laid out again for it (`rescored`)."""
+    stats, walks = stats or Stats(), []
+    end_ids = end_of_turn_ids(pair.tokenizer)
+    scores = model_scores(model, encoded, batch, end_ids, stats, reference, walks=walks)
+    return rescored(pair, model, encoded, scores, walks, stats)
 
 
 def _visit(model, kept, walks: list[TrieWalk], pairs: list[tuple[int, int]], end_ids, stats) -> None:
@@ -246,12 +308,12 @@ def sweep_intervals(
         last_needed[start] = max(end, last_needed.get(start, -1))
     with precision.head_held(pair.post):  # split weights: one float32 head for all the head calls
         yield from _columns(
-            pair, encoded, wanted, engine, last_needed, post_layers, pre_layers, stats, strict
+            pair, encoded, wanted, engine, last_needed, post_layers, pre_layers, stats, (strict, mode)
         )
 
 
-def _columns(pair, encoded, wanted, engine: Engine, last_needed, post_layers, pre_layers, stats, strict):
-    num_layers, end_ids = pair.num_layers, end_of_turn_ids(pair.tokenizer)
+def _columns(pair, encoded, wanted, engine: Engine, last_needed, post_layers, pre_layers, stats, how):
+    (strict, mode), num_layers, end_ids = how, pair.num_layers, end_of_turn_ids(pair.tokenizer)
     active: dict[int, State] = {}  # start -> hidden states after pre layers start..j-1
     progress = tqdm(total=len(wanted), desc="CRC sweep", unit="interval", leave=False)
     for end in range(num_layers):
@@ -273,8 +335,13 @@ def _columns(pair, encoded, wanted, engine: Engine, last_needed, post_layers, pr
                 finals = engine.apply(tail, first, [active[i] for i in column], keep=True)
             for start, kept in zip(column, finals):
                 progress.update(1)
+                walks: list[TrieWalk] = []
                 with stats.timed("head"):
-                    per_prompt = score_kept(pair.post, kept, encoded, end_ids, stats, strict)
+                    per_prompt = score_kept(pair.post, kept, encoded, end_ids, stats, strict, walks)
+                if any(walk.omitted_share() > OMITTED_TOLERANCE for walk in walks):
+                    with stats.timed("relaid"):
+                        hybrid = build_hybrid(pair, start, end, mode)
+                        per_prompt = rescored(pair, hybrid, encoded, per_prompt, walks, stats)
                 yield IntervalScores(start, end, per_prompt)
         active = {i: h for i, h in active.items() if last_needed[i] > end}
     progress.close()

@@ -86,9 +86,9 @@ def test_the_slice_draws_point_by_point_stops_when_closed_and_its_zero_is_on_the
     shown.landscape = snapshot(next(first_look(entry.pair, entry.encoded, use_cache=False)))
     assert "post" in shown.landscape.coarse
     scored = []
-    real_scores = slice_module.model_scores
+    real_scores = slice_module.checked_scores
     monkeypatch.setattr(
-        slice_module, "model_scores", lambda *a, **k: scored.append(1) or real_scores(*a, **k)
+        slice_module, "checked_scores", lambda *a, **k: scored.append(1) or real_scores(*a, **k)
     )
     steps = page.slice_lambda(shown, "1-2")
     first = next(steps)

@@ -283,6 +283,24 @@ def test_select_methods_without_strict_numbers_uses_the_paper_rule_and_says_so()
     assert "strict" in skipped["slr_strict"]
 
 
+def test_select_methods_adds_the_answer_rule_where_the_landscape_has_answer_diversity():
+    landscape = tiny_landscape()
+    answer_diversity = {(0, 1): 0.9, (1, 1): 0.7, (1, 2): 1.1, (2, 3): 1.2}
+    for key, value in answer_diversity.items():
+        landscape.intervals[key] = dataclasses.replace(landscape.intervals[key], answer_diversity=value)
+    for key, point in [("post", landscape.post), ("pre", landscape.pre)]:
+        setattr(landscape, key, dataclasses.replace(point, answer_diversity=0.5))
+    landscape.soup = {
+        alpha: dataclasses.replace(p, answer_diversity=alpha) for alpha, p in landscape.soup.items()
+    }
+    methods, skipped = select_methods(landscape)
+    by_key = {m.key: m for m in methods}
+    # strict >= 0.648 leaves [0, 1] (0.741) and [1, 1] (0.693): the answer rule takes [0, 1]'s 0.9.
+    assert by_key["slr_answer"].interval == (0, 1) and by_key["slr_strict"].interval == (1, 1)
+    assert by_key["soup_answer"].alpha == 0.25 and skipped == {}
+    assert [m.key for m in methods][:4] == ["post", "slr_strict", "slr_paper", "slr_answer"]
+
+
 TINY = EvalSettings(num_items=2, num_samples=3, max_new_tokens=3)
 
 

@@ -31,18 +31,18 @@ def _spy_on_computation(monkeypatch) -> dict[str, list]:
     from slr_core.engine import cached_sweep
 
     calls: dict[str, list] = {"intervals": [], "models": []}
-    real_sweep, real_scores = cached_sweep.sweep_intervals, cached_sweep.model_scores
+    real_sweep, real_scores = cached_sweep.sweep_intervals, cached_sweep.checked_scores
 
     def sweep_intervals(pair, encoded, wanted, *args, **kwargs):
         calls["intervals"].append(set(wanted))
         return real_sweep(pair, encoded, wanted, *args, **kwargs)
 
-    def model_scores(model, *args, **kwargs):
+    def checked_scores(pair, model, *args, **kwargs):
         calls["models"].append(model)
-        return real_scores(model, *args, **kwargs)
+        return real_scores(pair, model, *args, **kwargs)
 
     monkeypatch.setattr(cached_sweep, "sweep_intervals", sweep_intervals)
-    monkeypatch.setattr(cached_sweep, "model_scores", model_scores)
+    monkeypatch.setattr(cached_sweep, "checked_scores", checked_scores)
     return calls
 
 

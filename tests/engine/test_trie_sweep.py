@@ -166,7 +166,6 @@ def test_widening_lays_out_what_post_and_pre_say_until_little_is_left_out(tiny_p
     full = len(trie_module.build_trie(tiny_pair.tokenizer, prompt.valid))
     monkeypatch.setattr(trie_module, "SHORT_SEQUENCES", 1)
     monkeypatch.setattr(trie_module, "MAX_TRIE_NODES", full - 1)  # pruned, with room to widen
-    monkeypatch.setattr(sweep, "WIDEN_MASS", 0.0)
     encoded = encode_prompts(tiny_pair.tokenizer, [prompt])
     widened = widen_layout(tiny_pair, encoded)
     assert len(encoded.tries[0]) < len(widened.tries[0]) < full
@@ -181,6 +180,32 @@ def test_widening_lays_out_what_post_and_pre_say_until_little_is_left_out(tiny_p
     for result in sweep_intervals(tiny_pair, encoded, {(0, 1), (2, 3)}):
         naive = naive_interval_scores(tiny_pair, encoded, result.start, result.end)
         assert torch.allclose(result.per_prompt[:, :3], naive[:, :3], atol=1e-4, rtol=0)
+
+
+def test_an_interval_over_the_tolerance_is_laid_out_again_for_its_own_hybrid(tiny_pair, monkeypatch):
+    from slr_core.engine.capture import Reference
+
+    prompt = CRCPrompt("Name a word of this request.", ("Random", "12"))
+    full = len(trie_module.build_trie(tiny_pair.tokenizer, prompt.valid))
+    monkeypatch.setattr(trie_module, "SHORT_SEQUENCES", 1)
+    monkeypatch.setattr(trie_module, "MAX_TRIE_NODES", full - 1)
+    encoded = encode_prompts(tiny_pair.tokenizer, [prompt])
+    # A caller's reference means the layout is used as laid out (not widened): the pruned trie leaves
+    # out far more than the tolerance, so each interval is laid out again for its hybrid.
+    reference = Reference(
+        tiny_pair.post, make_batch(encoded, tiny_pair.tokenizer.pad_token_id, tiny_pair.device)
+    )
+    stats = Stats()
+    results = list(sweep_intervals(tiny_pair, encoded, {(0, 1), (2, 3)}, stats=stats, reference=reference))
+    assert stats.prompts_relaid == 2 and stats.omitted_share > sweep.OMITTED_TOLERANCE
+    for result in results:
+        naive = naive_interval_scores(tiny_pair, encoded, result.start, result.end)
+        assert torch.allclose(result.per_prompt[:, :3], naive[:, :3], atol=1e-4, rtol=0)
+        assert torch.allclose(result.per_prompt[:, 3], naive[:, 3], atol=1e-4, rtol=1e-3)
+    # Without rounds to widen in, the relaid layout is the same and the result is refused, not returned.
+    monkeypatch.setattr(sweep, "WIDEN_ROUNDS", 0)
+    with pytest.raises(PromptSetError, match="left out of the trie layout carry"):
+        list(sweep_intervals(tiny_pair, encoded, {(0, 1)}, reference=reference))
 
 
 def test_a_stored_landscape_of_pruned_tries_is_read_without_widening(tiny_pair, monkeypatch):
