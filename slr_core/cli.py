@@ -150,6 +150,12 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--temperatures", type=flag(temperature), nargs="+", default=[1.0, 1.5])
     evaluate.add_argument("--seed", type=flag(seed), default=0)
     evaluate.add_argument("--out", type=flag(output_file), default="results.json")
+    evaluate.add_argument(
+        "--no-soup",
+        action="store_true",
+        help="leave out the Proxy-Soup methods, and the soup sweep they need (minutes per alpha on a CPU "
+        "for a large answer set)",
+    )
     sub.add_parser("presets", help="list the named pairs")
     demo_base = sub.add_parser(
         "demo-base",
@@ -381,7 +387,9 @@ def cmd_evaluate(args) -> None:
     from slr_core.downstream.evaluation import format_table, run_evaluation
     from slr_core.files import write_json
 
-    landscape = _landscape(args, pair, soup=True)
+    landscape = _landscape(args, pair, soup=not args.no_soup)
+    if args.no_soup:
+        landscape.soup = {}  # soup points stored earlier are not evaluated either
     results = run_evaluation(pair, landscape, args.task, args.quick, args.temperatures, args.seed)
     write_json(args.out, results)
     print(format_table(results))

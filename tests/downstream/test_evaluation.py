@@ -428,3 +428,21 @@ def test_hosted_mode_runs_the_quick_evaluation_only(tiny_pair):
     )
     assert "post" in next(quick)
     quick.close()
+
+
+def test_the_cli_evaluates_without_the_soup_when_asked(tiny_paths, tmp_path, monkeypatch):
+    import json
+
+    from slr_core.cli import main
+
+    monkeypatch.setitem(evaluation.PRESETS, ("qa", True), TINY)
+    pre, post = tiny_paths("llama")
+    out = tmp_path / "qa.json"
+    pair = ["--pre", str(pre), "--post", str(post), "--device", "cpu", "--no-cache"]
+    assert main(["evaluate", *pair, "--task", "qa", "--quick", "--no-soup", "--temperatures", "1.0",
+                 "--out", str(out)]) == 0  # fmt: skip
+    results = json.loads(out.read_text())
+    methods = results["meta"]["methods"]
+    assert "post" in methods and "pre" in methods and any(key.startswith("slr_") for key in methods)
+    assert not any(key.startswith("soup_") for key in methods)
+    assert results["meta"]["skipped"]["soup_paper"] == "no soup sweep"
