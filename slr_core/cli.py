@@ -151,6 +151,11 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--seed", type=flag(seed), default=0)
     evaluate.add_argument("--out", type=flag(output_file), default="results.json")
     evaluate.add_argument(
+        "--intervals",
+        help="sample the post-trained model and SLR on these intervals (e.g. 13-14,15-16) instead of the "
+        "landscape's picks; no CRC sweep is needed",
+    )
+    evaluate.add_argument(
         "--no-soup",
         action="store_true",
         help="leave out the Proxy-Soup methods, and the soup sweep they need (minutes per alpha on a CPU "
@@ -384,13 +389,20 @@ def cmd_evaluate(args) -> None:
 
     args.temperatures = temperatures(args.temperatures)  # distinct and capped, before any model loads
     pair = _load(args)
-    from slr_core.downstream.evaluation import format_table, run_evaluation
+    from slr_core.downstream.evaluation import format_table, interval_methods, run_evaluation
     from slr_core.files import write_json
+    from slr_core.slr.intervals import parse_intervals
 
-    landscape = _landscape(args, pair, soup=not args.no_soup)
-    if args.no_soup:
-        landscape.soup = {}  # soup points stored earlier are not evaluated either
-    results = run_evaluation(pair, landscape, args.task, args.quick, args.temperatures, args.seed)
+    landscape, methods = None, None
+    if args.intervals:
+        methods = interval_methods(parse_intervals(args.intervals, pair.num_layers))
+    else:
+        landscape = _landscape(args, pair, soup=not args.no_soup)
+        if args.no_soup:
+            landscape.soup = {}  # soup points stored earlier are not evaluated either
+    results = run_evaluation(
+        pair, landscape, args.task, args.quick, args.temperatures, args.seed, methods=methods
+    )
     write_json(args.out, results)
     print(format_table(results))
     print(f"wrote {args.out}")

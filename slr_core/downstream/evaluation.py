@@ -130,6 +130,12 @@ def select_methods(
     return methods, skipped
 
 
+def interval_methods(intervals) -> list[Method]:
+    """The post-trained model, then SLR on each interval: what `evaluate --intervals` samples."""
+    slr = [Method(f"slr_{i}_{j}", f"SLR [{i}, {j}]", "slr", (i, j)) for i, j in sorted(intervals)]
+    return [Method("post", "Post-trained", "post"), *slr]
+
+
 def _items(task: str, settings: EvalSettings) -> list:
     items = list(qa_data.QUESTIONS if task == "qa" else writing_data.PROMPTS)
     return items if settings.num_items is None else items[: settings.num_items]
@@ -204,7 +210,7 @@ def _method_runs(
 
 def evaluation_steps(
     pair: ModelPair,
-    landscape: Landscape,
+    landscape: Landscape | None,
     task: str,
     quick: bool = True,
     temperatures=(1.0, 1.5),
@@ -214,19 +220,21 @@ def evaluation_steps(
     use_cache: bool = True,
     turn: AbstractContextManager | None = None,
     policy: HostedPolicy | None = None,
+    methods: list[Method] | None = None,
 ) -> Iterator[dict]:
     """run_evaluation one method and temperature at a time, yielding the results so far after each.
 
     Each step holds `turn` (e.g. the app's device lock) only while it computes, so samplers get turns
     in between; closing the generator (a visitor left) stops the run before its next step. `policy`
-    refuses what the server does not run (hosted mode: the quick evaluation only)."""
+    refuses what the server does not run (hosted mode: the quick evaluation only). Given `methods`
+    (interval_methods), those are sampled instead of the landscape's picks, and no landscape is needed."""
     (policy or HostedPolicy()).check_evaluation(quick)
     if task not in TASKS:
         raise EvaluationError(f"Unknown task '{task}': use one of {', '.join(TASKS)}.")
     settings = settings or PRESETS[(task, bool(quick))]
     samplings = _check(temperatures, settings, seed)
     items = _items(task, settings)
-    methods, skipped = select_methods(landscape)
+    methods, skipped = (methods, {}) if methods is not None else select_methods(landscape)
     context, started = _context(pair, task, settings, seed), time.perf_counter()
     meta = {
         **_meta(pair, landscape, task, quick, settings, [s.temperature for s in samplings], seed, items),
@@ -255,7 +263,7 @@ def _results(runs: dict[str, dict[str, dict]], meta: dict, started: float, total
 
 def run_evaluation(
     pair: ModelPair,
-    landscape: Landscape,
+    landscape: Landscape | None,
     task: str,
     quick: bool = True,
     temperatures=(1.0, 1.5),
@@ -263,12 +271,22 @@ def run_evaluation(
     *,
     settings: EvalSettings | None = None,
     use_cache: bool = True,
+    methods: list[Method] | None = None,
 ) -> dict:
     """Every method at every temperature on `task` ('qa' or 'writing'); see the module docstring."""
     results = None
-    for results in evaluation_steps(  # noqa: B007 (the last one is complete)
-        pair, landscape, task, quick, temperatures, seed, settings=settings, use_cache=use_cache
-    ):
+    steps = evaluation_steps(
+        pair,
+        landscape,
+        task,
+        quick,
+        temperatures,
+        seed,
+        settings=settings,
+        use_cache=use_cache,
+        methods=methods,
+    )
+    for results in steps:  # noqa: B007 (the last one is complete)
         pass
     return results
 
@@ -285,7 +303,7 @@ def _meta(pair, landscape, task, quick, settings, temperatures, seed, items) -> 
         "q_min": {
             rule: landscape.q_min(DEFAULT_Q_FRACTION, rule)
             for rule in EVALUATED_RULES
-            if rule in landscape.usable_rules()
+            if landscape is not None and rule in landscape.usable_rules()
         },
         "quick": bool(quick),
         "settings": asdict(settings),

@@ -446,3 +446,27 @@ def test_the_cli_evaluates_without_the_soup_when_asked(tiny_paths, tmp_path, mon
     assert "post" in methods and "pre" in methods and any(key.startswith("slr_") for key in methods)
     assert not any(key.startswith("soup_") for key in methods)
     assert results["meta"]["skipped"]["soup_paper"] == "no soup sweep"
+
+
+def test_the_cli_evaluates_chosen_intervals_without_a_landscape(tiny_paths, tmp_path, monkeypatch, capsys):
+    import json
+
+    from slr_core.cli import main
+    from slr_core.engine import cached_sweep
+
+    def no_sweep(*args, **kwargs):
+        raise AssertionError("evaluating chosen intervals needs no CRC sweep")
+
+    monkeypatch.setattr(cached_sweep, "survey", no_sweep)
+    monkeypatch.setitem(evaluation.PRESETS, ("qa", True), TINY)
+    pre, post = tiny_paths("llama")
+    out = tmp_path / "qa.json"
+    pair = ["--pre", str(pre), "--post", str(post), "--device", "cpu", "--no-cache"]
+    command = ["evaluate", *pair, "--task", "qa", "--quick", "--temperatures", "1.0", "--out", str(out)]
+    assert main([*command, "--intervals", "2-3,1-1"]) == 0
+    results = json.loads(out.read_text())
+    assert list(results["meta"]["methods"]) == ["post", "slr_1_1", "slr_2_3"]
+    assert results["meta"]["methods"]["slr_2_3"]["interval"] == [2, 3] and results["meta"]["q_min"] == {}
+    assert "SLR [2, 3]" in capsys.readouterr().out
+    assert main([*command, "--intervals", "2-9"]) == 2  # past the 4 layers: one clear line, exit 2
+    assert "error:" in capsys.readouterr().err
