@@ -150,17 +150,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--temperatures", type=flag(temperature), nargs="+", default=[1.0, 1.5])
     evaluate.add_argument("--seed", type=flag(seed), default=0)
     evaluate.add_argument("--out", type=flag(output_file), default="results.json")
-    evaluate.add_argument(
-        "--intervals",
-        help="sample the post-trained model and SLR on these intervals (e.g. 13-14,15-16) instead of the "
-        "landscape's picks; no CRC sweep is needed",
-    )
-    evaluate.add_argument(
-        "--no-soup",
-        action="store_true",
-        help="leave out the Proxy-Soup methods, and the soup sweep they need (minutes per alpha on a CPU "
-        "for a large answer set)",
-    )
+    chosen = "sample post and SLR on these intervals, not the landscape's picks (no sweep needed)"
+    evaluate.add_argument("--intervals", type=flag(interval_list), help=chosen)
+    evaluate.add_argument("--no-soup", action="store_true", help="leave out Proxy-Soup and its sweep")
     sub.add_parser("presets", help="list the named pairs")
     demo_base = sub.add_parser(
         "demo-base",
@@ -230,18 +222,9 @@ def _landscape(args, pair, intervals=None, soup=False, shard=None):
         wanted = shard.intervals(wanted or all_intervals(pair.num_layers))
     references = shard is None or shard.is_first
     encoded = _encoded(args, pair.tokenizer)
+    how = (soup and references, not args.no_cache, args.batch_tokens)
     mode = getattr(args, "restore", "layer")
-    run = survey(
-        pair,
-        encoded,
-        wanted,
-        soup and references,
-        not args.no_cache,
-        args.batch_tokens,
-        mode=mode,
-        references=references,
-    )
-    return complete(run)
+    return complete(survey(pair, encoded, wanted, *how, mode=mode, references=references))
 
 
 def cmd_sweep(args) -> None:
@@ -396,13 +379,11 @@ def cmd_evaluate(args) -> None:
     landscape, methods = None, None
     if args.intervals:
         methods = interval_methods(parse_intervals(args.intervals, pair.num_layers))
-    else:
+    else:  # soup points stored earlier are not evaluated under --no-soup either
         landscape = _landscape(args, pair, soup=not args.no_soup)
-        if args.no_soup:
-            landscape.soup = {}  # soup points stored earlier are not evaluated either
-    results = run_evaluation(
-        pair, landscape, args.task, args.quick, args.temperatures, args.seed, methods=methods
-    )
+        landscape.soup = {} if args.no_soup else landscape.soup
+    how = (args.task, args.quick, args.temperatures, args.seed)
+    results = run_evaluation(pair, landscape, *how, methods=methods)
     write_json(args.out, results)
     print(format_table(results))
     print(f"wrote {args.out}")

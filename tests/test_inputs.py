@@ -623,8 +623,9 @@ def test_row_43_prompt_set_size_in_hosted_mode(page, shown, tmp_path, earlier, m
 def test_row_44_a_trie_too_large(page, shown, capsys, tmp_path, pair_args, earlier, no_sweep):
     from slr_core.crc.trie import MAX_TRIE_NODES
 
-    # The numbers 0 to 999 share prefixes, yet need more nodes than one prompt may lay out.
-    numbers = [{"instruction": "Give a number below 1000.", "valid": [str(n) for n in range(1000)]}]
+    # The numbers 0 to 1999 share prefixes, yet even their own tokenisations need more nodes than one
+    # prompt may lay out (0-999 now fit: a pruned layout keeps one spelling per answer beyond single tokens).
+    numbers = [{"instruction": "Give a number below 2000.", "valid": [str(n) for n in range(2000)]}]
     path = prompt_file(tmp_path, numbers, "numbers.json")
     err = refused(capsys, "sweep", *pair_args, "--prompts", path, "--out", earlier.csv)
     assert (
