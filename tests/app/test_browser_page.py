@@ -15,6 +15,7 @@ import time
 import urllib.request
 
 import pytest
+from playwright.sync_api import expect
 from test_browser import (  # noqa: F401  (fixtures)
     ARTIFACTS,
     QUALITY_PLOT,
@@ -48,13 +49,20 @@ def test_a_second_click_while_sampling_gets_its_own_samples_in_view(page):  # no
     wait_for_full_landscape(page)
     page.get_by_label("Prompt", exact=True).fill("Write a short poem (four lines) about the sea.")
     page.get_by_text("Sampling settings").click()
+    # A user reads the opened settings before typing: typing in the instant the accordion mounts its
+    # sliders was once lost (CI sampled the default 8), so wait until they are drawn, type, leave the box,
+    # and check that each slider moved before clicking.
+    page.get_by_label("range slider for max new tokens").wait_for(state="visible", timeout=30_000)
+    page.wait_for_timeout(500)
     for label, value in (("samples per model", "32"), ("max new tokens", "256")):  # a long first run
         box = page.get_by_label(f"number input for {label}")
         box.fill(value)
-        box.press("Enter")
+        box.press("Tab")
+        expect(page.get_by_label(f"range slider for {label}")).to_have_value(value, timeout=10_000)
     header = page.locator("#slr-compare-header")
     click_cell(page, QUALITY_PLOT, 1, 3)
     header.filter(has_text="Interval [1, 3]").wait_for(timeout=60_000)
+    assert "32 samples per model" in header.inner_text()  # the typed settings reached the server
     assert header.evaluate(IN_VIEW), "the comparison was not brought into view"
     page.locator(".slr-badge", has_text="sampling…").first.wait_for(timeout=60_000)
     click_cell(page, QUALITY_PLOT, 0, 2)  # while [1, 3] still samples
