@@ -182,9 +182,12 @@ def test_widening_lays_out_what_post_and_pre_say_until_little_is_left_out(tiny_p
         assert torch.allclose(result.per_prompt[:, :3], naive[:, :3], atol=1e-4, rtol=0)
 
 
-def test_an_interval_over_the_tolerance_is_laid_out_again_for_its_own_hybrid(tiny_pair, monkeypatch):
+@pytest.mark.parametrize("family", FAMILIES)
+def test_an_interval_over_the_tolerance_is_laid_out_again_for_its_own_hybrid(tiny_paths, family, monkeypatch):
     from slr_core.engine.capture import Reference
 
+    pre, post = tiny_paths(family)
+    tiny_pair = load_pair(str(pre), str(post), Settings(device="cpu", dtype="float32"))
     prompt = CRCPrompt("Name a word of this request.", ("Random", "12"))
     full = len(trie_module.build_trie(tiny_pair.tokenizer, prompt.valid))
     monkeypatch.setattr(trie_module, "SHORT_SEQUENCES", 1)
@@ -197,11 +200,12 @@ def test_an_interval_over_the_tolerance_is_laid_out_again_for_its_own_hybrid(tin
     )
     stats = Stats()
     results = list(sweep_intervals(tiny_pair, encoded, {(0, 1), (2, 3)}, stats=stats, reference=reference))
-    assert stats.prompts_relaid == 2 and stats.omitted_share > sweep.OMITTED_TOLERANCE
+    assert stats.prompts_relaid == 2 and stats.omitted_share > sweep.OMITTED_TOLERANCE, family
     for result in results:
         naive = naive_interval_scores(tiny_pair, encoded, result.start, result.end)
-        assert torch.allclose(result.per_prompt[:, :3], naive[:, :3], atol=1e-4, rtol=0)
-        assert torch.allclose(result.per_prompt[:, 3], naive[:, 3], atol=1e-4, rtol=1e-3)
+        where = (family, result.start, result.end)
+        assert torch.allclose(result.per_prompt[:, :3], naive[:, :3], atol=1e-4, rtol=0), where
+        assert torch.allclose(result.per_prompt[:, 3], naive[:, 3], atol=1e-4, rtol=1e-3), where
     # Without rounds to widen in, the relaid layout is the same and the result is refused, not returned.
     monkeypatch.setattr(sweep, "WIDEN_ROUNDS", 0)
     with pytest.raises(PromptSetError, match="left out of the trie layout carry"):
