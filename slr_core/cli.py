@@ -237,11 +237,10 @@ def cmd_sweep(args) -> None:
     loaded = time.perf_counter()
     landscape = _landscape(args, pair, args.intervals, args.soup, args.shard)
     swept = time.perf_counter()
-    from slr_core.export.writer import (
-        write_csv,  # here, not on top: a bad argument is refused before torch is imported
-    )
+    from slr_core.export.writer import write_csv  # not on top: bad arguments are refused before torch loads
 
-    landscape.meta["command"] = shlex.join(["python", "-m", "slr_core", *args.argv])
+    command = shlex.join(["python", "-m", "slr_core", *args.argv])
+    landscape.meta.update(command=command, prompts=(args.prompts or "paper").strip())
     out = args.shard.part_path(args.out) if args.shard else args.out
     if args.shard:
         landscape.meta["shard"] = args.shard.provenance(args.intervals, args.soup, pair.num_layers)
@@ -265,7 +264,8 @@ def cmd_merge(args) -> None:
     from slr_core.export.writer import write_csv
 
     landscape = merge_parts(args.parts)
-    landscape.meta["command"] = shlex.join(["python", "-m", "slr_core", *args.argv])
+    command = shlex.join(["python", "-m", "slr_core", *args.argv])
+    landscape.meta.update(command=command, prompts=(args.prompts or "paper").strip())
     write_csv(landscape, args.out)
     print(
         f"merged {len(args.parts)} parts: {len(landscape.intervals)} intervals, {len(landscape.soup)} soup points"

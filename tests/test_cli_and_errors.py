@@ -45,6 +45,7 @@ def test_sweep_writes_the_documented_csv(tiny_paths, tmp_path):
     assert all(0.0 < float(row["strict_quality"]) <= float(row["quality"]) for row in rows)
     meta = json.loads(out.with_suffix(".meta.json").read_text())
     assert meta["post_fingerprint"].startswith("folder:") and meta["dtype"] == "float32"
+    assert meta["prompts"] == "paper"  # the prompt set by name: the page labels shipped landscapes with it
 
 
 def test_sweep_limited_to_listed_intervals(tiny_paths, tmp_path):

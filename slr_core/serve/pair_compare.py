@@ -28,6 +28,8 @@ def second_pair_choices(folder: Path | None = None) -> list[tuple[str, str]]:
         meta = json.loads(meta_path.read_text())
         csv_path = meta_path.with_name(meta_path.name.replace(".meta.json", ".csv"))
         mode = MODE_NAMES.get(meta.get("restore", ""), meta.get("restore", "?"))
+        prompts = meta.get("prompts", "paper")  # landscapes written before it was recorded: the paper set
+        mode += "" if prompts == "paper" else f", {Path(prompts).name} prompts"
         choices.append((f"{meta.get('pair', csv_path.stem)} ({mode})", str(csv_path)))
     return choices
 

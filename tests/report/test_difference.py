@@ -152,6 +152,18 @@ def test_page_lists_only_shipped_landscapes_and_refuses_other_paths(sweeps):
         pair_compare.second_landscape(str(sweeps["b"]))
 
 
+def test_shipped_choices_name_their_prompt_set_unless_it_is_the_papers(tmp_path):
+    for name, prompts in (("digits", None), ("open", "open"), ("mine", "/data/my-set.json")):
+        meta = {"pair": "A + B", "restore": "layer", **({"prompts": prompts} if prompts else {})}
+        (tmp_path / f"{name}.meta.json").write_text(json.dumps(meta))
+    labels = [label for label, _ in pair_compare.second_pair_choices(tmp_path)]
+    assert labels == [
+        "A + B (whole layers)",
+        "A + B (whole layers, my-set.json prompts)",
+        "A + B (whole layers, open prompts)",
+    ]
+
+
 def test_page_comparison_refuses_another_depth_and_draws_nine_maps(sweeps):
     first, second = read_landscape(sweeps["a"]), read_landscape(sweeps["b"])
     drawn = pair_compare.compare_with(first, "first", second, "second", 0.9, "strict")
