@@ -263,9 +263,8 @@ def cmd_merge(args) -> None:
     from slr_core.engine.shards import merge_parts
     from slr_core.export.writer import write_csv
 
-    landscape = merge_parts(args.parts)
-    command = shlex.join(["python", "-m", "slr_core", *args.argv])
-    landscape.meta.update(command=command, prompts=(args.prompts or "paper").strip())
+    landscape = merge_parts(args.parts)  # its meta keeps the parts' prompt set
+    landscape.meta["command"] = shlex.join(["python", "-m", "slr_core", *args.argv])
     write_csv(landscape, args.out)
     print(
         f"merged {len(args.parts)} parts: {len(landscape.intervals)} intervals, {len(landscape.soup)} soup points"

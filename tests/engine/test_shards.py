@@ -165,6 +165,8 @@ def test_two_torchrun_processes_merge_into_the_single_process_csv(tiny_paths, tm
     merged = tmp_path / "merged.csv"
     assert main(["merge", *map(str, written), "--out", str(merged)]) == 0
     assert merged.read_bytes() == single.read_bytes()  # byte for byte
+    meta = json.loads(merged.with_suffix(".meta.json").read_text())
+    assert meta["prompts"] == str(_prompts(tmp_path)) and "--shard" not in meta["command"]
 
 
 def _prompts(folder: Path) -> Path:
