@@ -98,13 +98,17 @@ def score_kept(
     stats.omitted_mass = max([stats.omitted_mass, *(walk.omitted for walk in walks)])
     stats.omitted_share = max(stats.omitted_share, share)
     if share > OMITTED_TOLERANCE and collected is None:
-        raise PromptSetError(
-            f"The answer spellings left out of the trie layout carry {share:.3g} of a prompt's Q here, "
-            f"over the {OMITTED_TOLERANCE:g} the sweep allows: these numbers would not be exact. Use "
-            "shorter answers (their every spelling is then laid out)."
-        )
+        raise _left_out_error(share)
     scores = torch.stack([walk.scores() for walk in walks])
     return scores if strict else scores[:, :2]
+
+
+def _left_out_error(share: float) -> PromptSetError:
+    return PromptSetError(
+        f"The answer spellings left out of the trie layout carry {share:.3g} of a prompt's Q here, "
+        f"over the {OMITTED_TOLERANCE:g} the sweep allows: these numbers would not be exact. Use "
+        "shorter answers (their every spelling is then laid out)."
+    )
 
 
 # Widening stops once the post and pre models leave out at most WIDEN_TARGET of each prompt's Q. Each
@@ -151,18 +155,25 @@ def _widen_group(pair: ModelPair, encoded: EncodedPrompts, budget: int, models=N
             model_scores(model, encoded, batch, end_ids, reference=reference, walks=walks)
         if max(walk.omitted_share() for walk in walks) <= WIDEN_TARGET:
             break
-        additions: list[set] = [set() for _ in encoded.tries]
-        for k, walk in enumerate(walks):
-            additions[k % len(encoded)].update(_heaviest_left_out(walk))
-        tries = [
-            widen_trie(pair.tokenizer, prompt.valid, trie, sorted(added)) if added else trie
-            for prompt, trie, added in zip(encoded.prompts, encoded.tries, additions)
-        ]
-        too_big = sum(map(len, tries)) > budget or max(map(len, tries)) > MAX_TRIE_NODES
-        if too_big or tries == encoded.tries:
+        widened = _widened(pair, encoded, walks, budget)
+        if widened is None:
             break
-        encoded = encoded.with_tries(tries)
+        encoded = widened
     return encoded
+
+
+def _widened(pair: ModelPair, encoded: EncodedPrompts, walks: list[TrieWalk], budget: int):
+    # The layout with each prompt's heaviest left-out continuations (walks: one per prompt and model,
+    # model by model) added; None if that passes a node cap or adds nothing.
+    additions: list[set] = [set() for _ in encoded.tries]
+    for k, walk in enumerate(walks):
+        additions[k % len(encoded)].update(_heaviest_left_out(walk))
+    tries = [
+        widen_trie(pair.tokenizer, prompt.valid, trie, sorted(added)) if added else trie
+        for prompt, trie, added in zip(encoded.prompts, encoded.tries, additions)
+    ]
+    too_big = sum(map(len, tries)) > budget or max(map(len, tries)) > MAX_TRIE_NODES
+    return None if too_big or tries == encoded.tries else encoded.with_tries(tries)
 
 
 def _heaviest_left_out(walk: TrieWalk) -> list[tuple[int, int]]:
@@ -182,7 +193,7 @@ def rescored(
     pair: ModelPair, model: nn.Module, encoded: EncodedPrompts, scores, walks, stats
 ) -> torch.Tensor:
     """`scores` [P, C] of `model`, with every prompt whose layout leaves out over OMITTED_TOLERANCE of
-    its Q (per `walks`) laid out again, widened on `model` itself, and scored by a plain pass of it.
+    its Q (per `walks`) laid out again, widened on `model` itself until it leaves out no more than that.
 
     A hybrid far from both post and pre (say one that names an answer and never ends) may favour
     spellings neither model does: only its own prompts are redone, so the shared layout stays lean.
@@ -190,14 +201,29 @@ def rescored(
     over = [p for p, walk in enumerate(walks) if walk.omitted_share() > OMITTED_TOLERANCE]
     if not over:
         return scores
-    subset = _widen_group(pair, encoded.subset(over), MAX_TOTAL_TRIE_NODES, (model,))
-    batch = make_batch(subset, pair.tokenizer.pad_token_id, pair.device)
-    end_ids = end_of_turn_ids(pair.tokenizer)
-    again = model_scores(model, subset, batch, end_ids, stats, Reference(pair.post, batch))
+    again = _scored_on_itself(pair, model, encoded.subset(over), stats)
     stats.prompts_relaid += len(over)
     scores = scores.clone()
     scores[over] = again[:, : scores.shape[1]].to(scores.dtype)
     return scores
+
+
+def _scored_on_itself(pair: ModelPair, model: nn.Module, encoded: EncodedPrompts, stats) -> torch.Tensor:
+    # Widen round by round on `model` alone until it leaves out at most OMITTED_TOLERANCE of each
+    # prompt's Q (the bar every result meets), and return the scores of the pass that shows it: that
+    # pass is the scoring. The model records its own layer calls, so no post-model pass is replayed.
+    end_ids, share = end_of_turn_ids(pair.tokenizer), float("inf")
+    for _ in range(WIDEN_ROUNDS + 1):
+        batch, walks = make_batch(encoded, pair.tokenizer.pad_token_id, pair.device), []
+        scores = model_scores(model, encoded, batch, end_ids, stats, Reference(model, batch), walks)
+        share = max(walk.omitted_share() for walk in walks)
+        if share <= OMITTED_TOLERANCE:
+            return scores
+        widened = _widened(pair, encoded, walks, MAX_TOTAL_TRIE_NODES)
+        if widened is None:
+            break
+        encoded = widened
+    raise _left_out_error(share)
 
 
 def checked_scores(
