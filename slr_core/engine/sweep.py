@@ -143,8 +143,8 @@ def widen_layout(pair: ModelPair, encoded: EncodedPrompts) -> EncodedPrompts:
     return encoded.with_tries(tries)
 
 
-def _widen_group(pair: ModelPair, encoded: EncodedPrompts, budget: int, models=None) -> EncodedPrompts:
-    models, end_ids = models or (pair.post, pair.pre), end_of_turn_ids(pair.tokenizer)
+def _widen_group(pair: ModelPair, encoded: EncodedPrompts, budget: int) -> EncodedPrompts:
+    models, end_ids = (pair.post, pair.pre), end_of_turn_ids(pair.tokenizer)
     for _ in range(WIDEN_ROUNDS):
         if not any(trie.omitted or trie.root_omitted for trie in encoded.tries):
             break
