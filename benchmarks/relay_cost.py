@@ -48,7 +48,10 @@ def main() -> None:
         (result,) = sweep_intervals(pair, encoded, {(start, end)}, stats=stats, reference=reference)
         means = ", ".join(f"{value:.6f}" for value in result.per_prompt.mean(dim=0).tolist())
         seconds = time.perf_counter() - began
-        print(f"[{start}, {end}]: {seconds:.1f} s, {stats.prompts_relaid} prompts relaid; means {means}")
+        work = (
+            f"{stats.prompts_relaid} prompts relaid, {stats.head_rows} head rows, {stats.heads_reused} reused"
+        )
+        print(f"[{start}, {end}]: {seconds:.1f} s, {work}; means {means}", flush=True)
         scores[(start, end)] = result.per_prompt
     if args.save:
         torch.save(scores, args.save)

@@ -61,21 +61,21 @@ class TrieWalk:
         """Nodes whose path probability is known, at least `tier`, and whose head has not run."""
         return (self.known & ~self.headed & (self.prob >= tier)).nonzero().flatten().tolist()
 
-    def visit(self, node: int, end: float, logits: torch.Tensor, log_norm: torch.Tensor) -> None:
-        """Record a node's end mass and, from its logits [V] and their logsumexp, its children's pi."""
+    def live_tokens(self, node: int) -> list[int]:
+        """The tokens a visit of `node` reads: its laid-out children's, then those the layout leaves out."""
+        return self.trie_tokens(self.children[node]) + self.trie.omitted.get(node, [])
+
+    def visit(self, node: int, end: float, log_probs: torch.Tensor) -> None:
+        """Record a node's end mass and its children's pi, from the float64 log-probabilities [L] of its
+        live_tokens after it."""
         self.end[node], self.headed[node] = end, True
-
-        def probs(ids: list[int]) -> torch.Tensor:
-            picked = logits[torch.tensor(ids, device=logits.device)].double() - log_norm
-            return picked.exp().cpu()
-
-        children = self.children[node]
+        probs, children = log_probs.exp().cpu(), self.children[node]
         if children:
-            self.prob[children] = self.prob[node] * probs(self.trie_tokens(children))
+            self.prob[children] = self.prob[node] * probs[: len(children)]
             self.known[children] = True
         left_out = self.trie.omitted.get(node)
         if left_out:
-            masses = self.prob[node] * probs(left_out)
+            masses = self.prob[node] * probs[len(children) :]
             self.left_out.append((node, left_out, masses))
             self.omitted += float(masses.sum())
 

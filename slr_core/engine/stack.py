@@ -43,6 +43,7 @@ class Stats:
     layer_evals: int = 0
     token_layer_evals: int = 0
     head_rows: int = 0  # positions that went through the final norm and LM head
+    heads_reused: int = 0  # trie nodes visited from a head an earlier layout of the same model ran
     branches_skipped: int = 0  # answer branches (trie nodes) whose head was provably negligible
     omitted_mass: float = 0.0  # the largest per-prompt mass of spellings a pruned trie left out
     omitted_share: float = 0.0  # the largest such mass as a fraction of its prompt's Q (before relaying)

@@ -58,6 +58,10 @@ SKIP_RELATIVE = 1e-5
 # interval, and a result whose left-out mass exceeds this fraction of a prompt's Q is refused.
 OMITTED_TOLERANCE = 1e-5
 HEAD_ROWS = 256  # LM-head rows per matmul: 256 rows x 262k float32 logits is 268 MB
+# One prompt's heads on one model, kept between layouts of it: (node, its token, its parent) ->
+# (P_end, log p of each live token). A node attends only to the prompt and its ancestors, so its head
+# is the same in every layout that holds it, and widening only appends nodes (crc/trie.py).
+Heads = dict[tuple[int, int, int], tuple[float, dict[int, float]]]
 
 
 def score_kept(
@@ -68,12 +72,14 @@ def score_kept(
     stats: Stats,
     strict: bool = True,
     walks: list[TrieWalk] | None = None,
+    heads: list[Heads] | None = None,
 ) -> torch.Tensor:
     """Per-prompt (Q, D, stop, strict quality, answer_diversity) [P, 5] from kept final states
     [P, 1 + K, d] (the last prompt position, then each trie node); (Q, D) [P, 2] without strict.
 
     Given a `walks` list, each prompt's TrieWalk is appended to it and left-out mass is not refused
-    (widen_layout reads it)."""
+    (widen_layout reads it). Given `heads` (one per prompt), nodes found there are not run again and
+    the nodes run are added."""
     rows = list(range(kept.shape[0]))
     root_logits = final_logits(model, kept[:, 0])
     stats.head_rows += len(rows)
@@ -92,7 +98,7 @@ def score_kept(
                       for node in walk.wanted(tier)]  # fmt: skip
             if not wanted:
                 break
-            _visit(model, kept, walks, wanted, end_ids, stats)
+            _visit(model, kept, walks, wanted, end_ids, stats, heads)
     stats.branches_skipped += sum(int((~walk.headed).sum()) for walk in walks)
     share = max((walk.omitted_share() for walk in walks), default=0.0)
     stats.omitted_mass = max([stats.omitted_mass, *(walk.omitted for walk in walks)])
@@ -145,14 +151,15 @@ def widen_layout(pair: ModelPair, encoded: EncodedPrompts) -> EncodedPrompts:
 
 def _widen_group(pair: ModelPair, encoded: EncodedPrompts, budget: int) -> EncodedPrompts:
     models, end_ids = (pair.post, pair.pre), end_of_turn_ids(pair.tokenizer)
+    heads = [[{} for _ in range(len(encoded))] for _ in models]  # per model: later rounds run new nodes only
     for _ in range(WIDEN_ROUNDS):
         if not any(trie.omitted or trie.root_omitted for trie in encoded.tries):
             break
         batch = make_batch(encoded, pair.tokenizer.pad_token_id, pair.device)
         walks: list[TrieWalk] = []
         reference = Reference(pair.post, batch)
-        for model in models:
-            model_scores(model, encoded, batch, end_ids, reference=reference, walks=walks)
+        for model, kept_heads in zip(models, heads):
+            model_scores(model, encoded, batch, end_ids, reference=reference, walks=walks, heads=kept_heads)
         if max(walk.omitted_share() for walk in walks) <= WIDEN_TARGET:
             break
         widened = _widened(pair, encoded, walks, budget)
@@ -190,32 +197,36 @@ def _heaviest_left_out(walk: TrieWalk) -> list[tuple[int, int]]:
 
 
 def rescored(
-    pair: ModelPair, model: nn.Module, encoded: EncodedPrompts, scores, walks, stats
+    pair: ModelPair, model: nn.Module, encoded: EncodedPrompts, scores, walks, stats, heads=None
 ) -> torch.Tensor:
     """`scores` [P, C] of `model`, with every prompt whose layout leaves out over OMITTED_TOLERANCE of
     its Q (per `walks`) laid out again, widened on `model` itself until it leaves out no more than that.
 
     A hybrid far from both post and pre (say one that names an answer and never ends) may favour
     spellings neither model does: only its own prompts are redone, so the shared layout stays lean.
-    PromptSetError if the widened layout still leaves out too much."""
+    PromptSetError if the widened layout still leaves out too much. `heads`: those `walks` ran, reused."""
     over = [p for p, walk in enumerate(walks) if walk.omitted_share() > OMITTED_TOLERANCE]
     if not over:
         return scores
-    again = _scored_on_itself(pair, model, encoded.subset(over), stats)
+    kept_heads = [heads[p] for p in over] if heads is not None else [{} for _ in over]
+    again = _scored_on_itself(pair, model, encoded.subset(over), stats, kept_heads)
     stats.prompts_relaid += len(over)
     scores = scores.clone()
     scores[over] = again[:, : scores.shape[1]].to(scores.dtype)
     return scores
 
 
-def _scored_on_itself(pair: ModelPair, model: nn.Module, encoded: EncodedPrompts, stats) -> torch.Tensor:
+def _scored_on_itself(
+    pair: ModelPair, model: nn.Module, encoded: EncodedPrompts, stats, heads
+) -> torch.Tensor:
     # Widen round by round on `model` alone until it leaves out at most OMITTED_TOLERANCE of each
     # prompt's Q (the bar every result meets), and return the scores of the pass that shows it: that
-    # pass is the scoring. The model records its own layer calls, so no post-model pass is replayed.
+    # pass is the scoring. The model records its own layer calls, so no post-model pass is replayed,
+    # and each round runs the LM head only on nodes no earlier round (or `heads`' pass) ran it on.
     end_ids, share = end_of_turn_ids(pair.tokenizer), float("inf")
     for _ in range(WIDEN_ROUNDS + 1):
         batch, walks = make_batch(encoded, pair.tokenizer.pad_token_id, pair.device), []
-        scores = model_scores(model, encoded, batch, end_ids, stats, Reference(model, batch), walks)
+        scores = model_scores(model, encoded, batch, end_ids, stats, Reference(model, batch), walks, heads)
         share = max(walk.omitted_share() for walk in walks)
         if share <= OMITTED_TOLERANCE:
             return scores
@@ -231,14 +242,19 @@ def checked_scores(
 ):
     """`model_scores` of a whole model (post, pre, a soup), any prompt it pushes over the left-out
     tolerance laid out again for it (`rescored`)."""
-    stats, walks = stats or Stats(), []
+    stats, walks, heads = stats or Stats(), [], [{} for _ in range(len(encoded))]
     end_ids = end_of_turn_ids(pair.tokenizer)
-    scores = model_scores(model, encoded, batch, end_ids, stats, reference, walks=walks)
-    return rescored(pair, model, encoded, scores, walks, stats)
+    scores = model_scores(model, encoded, batch, end_ids, stats, reference, walks, heads)
+    return rescored(pair, model, encoded, scores, walks, stats, heads)
 
 
-def _visit(model, kept, walks: list[TrieWalk], pairs: list[tuple[int, int]], end_ids, stats) -> None:
-    # Each node's head: P_end(node) = the softmax mass on the end ids, and its children's probabilities.
+def _visit(
+    model, kept, walks: list[TrieWalk], pairs: list[tuple[int, int]], end_ids, stats, heads=None
+) -> None:
+    # Each node's head: P_end(node) = the softmax mass on the end ids, and its live tokens' log p.
+    if heads is not None:
+        wanted, pairs = len(pairs), [(b, m) for b, m in pairs if not _reused(walks[b], heads[b], m)]
+        stats.heads_reused += wanted - len(pairs)
     end_index = torch.tensor(end_ids, device=kept.device)
     for lo in range(0, len(pairs), HEAD_ROWS):
         chunk = pairs[lo : lo + HEAD_ROWS]
@@ -248,8 +264,28 @@ def _visit(model, kept, walks: list[TrieWalk], pairs: list[tuple[int, int]], end
         log_end = torch.logsumexp(logits[:, end_index], dim=-1) - torch.logsumexp(logits, dim=-1)
         log_norm = torch.logsumexp(logits.double(), dim=-1)
         for row, ((b, m), value) in enumerate(zip(chunk, log_end.double().exp().cpu())):
-            walks[b].visit(m, float(value), logits[row], log_norm[row])
+            tokens = walks[b].live_tokens(m)
+            ids = torch.tensor(tokens, dtype=torch.long, device=logits.device)
+            log_probs = logits[row, ids].double() - log_norm[row]
+            walks[b].visit(m, float(value), log_probs)
+            if heads is not None:
+                heads[b][_head_key(walks[b], m)] = (float(value), dict(zip(tokens, log_probs.tolist())))
         stats.head_rows += len(chunk)
+
+
+def _head_key(walk: TrieWalk, node: int) -> tuple[int, int, int]:
+    return node, walk.trie.tokens[node], walk.trie.parent[node]
+
+
+def _reused(walk: TrieWalk, heads: Heads, node: int) -> bool:
+    # Visit `node` from a head an earlier layout ran; a live token it lacks would mean the layouts
+    # say different things after the same path, so that fails loudly (KeyError) rather than guessing.
+    known = heads.get(_head_key(walk, node))
+    if known is None:
+        return False
+    end, log_probs = known
+    walk.visit(node, end, torch.tensor([log_probs[t] for t in walk.live_tokens(node)], dtype=torch.float64))
+    return True
 
 
 @torch.inference_mode()
@@ -261,11 +297,13 @@ def model_scores(
     stats=None,
     reference: Reference | None = None,
     walks: list[TrieWalk] | None = None,
+    heads: list[Heads] | None = None,
 ):
     """Per-prompt CRC scores [P, 4] of a whole model in one batched pass.
 
     With a `reference`, a model of its architecture replays the reference's recorded layer calls
-    instead of recording its own: one pass through the layers instead of two.
+    instead of recording its own: one pass through the layers instead of two. `walks` and `heads`:
+    as in score_kept.
     """
     stats = stats or Stats()
     if reference is not None and model is reference.model:
@@ -277,7 +315,7 @@ def model_scores(
     stats.token_layer_evals += len(cap.args) * int(batch.widths.sum())
     with precision.head_held(model):
         kept = kept_positions(cap.hidden_states[-1], batch.keep_index)
-        return score_kept(model, kept, encoded, end_ids, stats, walks=walks)
+        return score_kept(model, kept, encoded, end_ids, stats, walks=walks, heads=heads)
 
 
 @dataclass
@@ -362,12 +400,13 @@ def _columns(pair, encoded, wanted, engine: Engine, last_needed, post_layers, pr
             for start, kept in zip(column, finals):
                 progress.update(1)
                 walks: list[TrieWalk] = []
+                heads: list[Heads] = [{} for _ in range(len(encoded))]
                 with stats.timed("head"):
-                    per_prompt = score_kept(pair.post, kept, encoded, end_ids, stats, strict, walks)
+                    per_prompt = score_kept(pair.post, kept, encoded, end_ids, stats, strict, walks, heads)
                 if any(walk.omitted_share() > OMITTED_TOLERANCE for walk in walks):
                     with stats.timed("relaid"):
                         hybrid = build_hybrid(pair, start, end, mode)
-                        per_prompt = rescored(pair, hybrid, encoded, per_prompt, walks, stats)
+                        per_prompt = rescored(pair, hybrid, encoded, per_prompt, walks, stats, heads)
                 yield IntervalScores(start, end, per_prompt)
         active = {i: h for i, h in active.items() if last_needed[i] > end}
     progress.close()

@@ -1,5 +1,7 @@
 """Answers of several tokens, laid out as tries in the shared-work sweep, equal the naive definitions."""
 
+import json
+
 import pytest
 import torch
 from conftest import FAMILIES
@@ -137,15 +139,20 @@ def test_a_pruned_layout_measures_what_it_leaves_out_and_refuses_too_much(tiny_p
         list(sweep_intervals(tiny_pair, encoded, {(1, 2)}))
 
 
-def test_shards_of_a_trie_sweep_merge_into_the_single_process_csv(tiny_paths, tmp_path, monkeypatch):
+def test_shards_of_a_trie_sweep_merge_into_the_single_process_csv(tiny_paths, tmp_path):
     from slr_core.cli import main
-    from slr_core.crc import prompts as prompt_module
 
     pre, post = tiny_paths("llama")
     pair = load_pair(str(pre), str(post), Settings(device="cpu"))
-    chosen = _prompts(pair.tokenizer, digits=False)
-    monkeypatch.setattr(prompt_module, "default_prompts", lambda *args, **kwargs: chosen)
+    # The word prompts go in as the user's own file: a patched default set would reach the CLI only
+    # where it was imported after the patch, and then stay patched for later tests.
+    chosen = tmp_path / "words.json"
+    rows = [
+        {"instruction": p.instruction, "valid": list(p.valid)} for p in _prompts(pair.tokenizer, digits=False)
+    ]
+    chosen.write_text(json.dumps(rows))
     common = ["sweep", "--pre", str(pre), "--post", str(post), "--device", "cpu", "--no-cache"]
+    common += ["--prompts", str(chosen)]
     single = tmp_path / "single.csv"
     assert main([*common, "--out", str(single)]) == 0
     parts = tmp_path / "parts" / "l.csv"
@@ -157,6 +164,8 @@ def test_shards_of_a_trie_sweep_merge_into_the_single_process_csv(tiny_paths, tm
     assert merged.read_bytes() == single.read_bytes()
     header, post_row = single.read_text().splitlines()[:2]
     assert header.endswith(",answer_diversity") and post_row.split(",")[-1] != ""
+    meta = json.loads(single.with_suffix(".meta.json").read_text())
+    assert (meta["num_prompts"], meta["prompts"]) == (len(rows), str(chosen))  # the word set was swept
 
 
 def test_widening_lays_out_what_post_and_pre_say_until_little_is_left_out(tiny_pair, monkeypatch):
@@ -201,6 +210,7 @@ def test_an_interval_over_the_tolerance_is_laid_out_again_for_its_own_hybrid(tin
     stats = Stats()
     results = list(sweep_intervals(tiny_pair, encoded, {(0, 1), (2, 3)}, stats=stats, reference=reference))
     assert stats.prompts_relaid == 2 and stats.omitted_share > sweep.OMITTED_TOLERANCE, family
+    assert stats.heads_reused > 0, family  # relays visit the nodes earlier layouts ran from those heads
     for result in results:
         naive = naive_interval_scores(tiny_pair, encoded, result.start, result.end)
         where = (family, result.start, result.end)
