@@ -197,7 +197,7 @@ def _heaviest_left_out(walk: TrieWalk) -> list[tuple[int, int]]:
 
 
 def rescored(
-    pair: ModelPair, model: nn.Module, encoded: EncodedPrompts, scores, walks, stats, heads=None
+    pair: ModelPair, model: nn.Module, encoded: EncodedPrompts, scores, walks, stats, heads
 ) -> torch.Tensor:
     """`scores` [P, C] of `model`, with every prompt whose layout leaves out over OMITTED_TOLERANCE of
     its Q (per `walks`) laid out again, widened on `model` itself until it leaves out no more than that.
@@ -208,8 +208,7 @@ def rescored(
     over = [p for p, walk in enumerate(walks) if walk.omitted_share() > OMITTED_TOLERANCE]
     if not over:
         return scores
-    kept_heads = [heads[p] for p in over] if heads is not None else [{} for _ in over]
-    again = _scored_on_itself(pair, model, encoded.subset(over), stats, kept_heads)
+    again = _scored_on_itself(pair, model, encoded.subset(over), stats, [heads[p] for p in over])
     stats.prompts_relaid += len(over)
     scores = scores.clone()
     scores[over] = again[:, : scores.shape[1]].to(scores.dtype)
