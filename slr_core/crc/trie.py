@@ -276,6 +276,13 @@ def widen_trie(tokenizer, answers: tuple[str, ...], trie: Trie, additions: list[
     return _record_left_out(tokenizer, answers, builder.trie)
 
 
+def trie_from_nodes(tokenizer, answers: tuple[str, ...], tokens: list[int], parent: list[int]) -> Trie:
+    """The trie of these nodes (every parent before its children), its answers and left-out tokens recorded."""
+    if len(tokens) != len(parent) or any(not -1 <= p < node for node, p in enumerate(parent)):
+        raise ValueError("every node's parent must be -1 or an earlier node")
+    return _record_left_out(tokenizer, answers, Trie(list(tokens), list(parent), [-1] * len(tokens)))
+
+
 def _record_left_out(tokenizer, answers: tuple[str, ...], trie: Trie) -> Trie:
     # What each node's text says (its answer), and which of its continuations are not laid out.
     index, memo, texts = _index(tokenizer), {}, token_texts(tokenizer)

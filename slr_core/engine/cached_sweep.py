@@ -15,7 +15,8 @@ import torch
 from slr_core import cache
 from slr_core.crc.prompts import EncodedPrompts, crc_means
 from slr_core.engine.capture import Reference
-from slr_core.engine.sweep import Stats, checked_scores, make_batch, sweep_intervals, widen_layout
+from slr_core.engine.layouts import checked_scores, widened_once
+from slr_core.engine.sweep import Stats, make_batch, sweep_intervals
 from slr_core.models.chat import end_of_turn_ids
 from slr_core.models.loading import ModelPair
 from slr_core.slr.intervals import check_mode
@@ -146,7 +147,7 @@ def survey(
             cache.put_result(cache.result_key(context(name), name), asdict(point))
         return point
 
-    layout = _Layout(pair, encoded)  # made on first need: a fully cached landscape costs no pass
+    layout = _Layout(pair, encoded, use_cache)  # made on first need: a fully cached landscape costs no pass
     for name, model in (("post", pair.post), ("pre", pair.pre)) if references else ():
         point = lookup(name)
         if point is None:
@@ -168,17 +169,22 @@ def survey(
 class _Layout:
     """The batch, end ids and post-model reference a survey scores with, made on first need.
 
-    Tries over the cap are widened first (sweep.widen_layout: passes of the post and pre models), so
+    Tries over the cap are widened first (layouts.widen_layout: passes of the post and pre models), so
     a landscape whose results are all stored costs none of that."""
 
-    def __init__(self, pair: ModelPair, encoded: EncodedPrompts) -> None:
+    def __init__(self, pair: ModelPair, encoded: EncodedPrompts, use_cache: bool = True) -> None:
         self.pair, self.encoded, self.reference, self._scoring = pair, encoded, None, None
+        self.use_cache = use_cache
 
     def scoring(self) -> tuple:
-        """(encoded, batch, end ids), the layout widened and the reference made on the first call."""
+        """(encoded, batch, end ids), the layout widened (or read from the cache) and the reference
+        made on the first call."""
         if self._scoring is None:
             pair = self.pair
-            self.encoded = widen_layout(pair, self.encoded)
+            # Not keyed by the engine's code: any widening is exact (each result measures what its
+            # layout leaves out), so a later engine may start from one an earlier engine made.
+            key = f"v{cache.SCHEMA_VERSION}/widened-layout/{context_id(pair, self.encoded)}"
+            self.encoded = widened_once(pair, self.encoded, key if self.use_cache else None)
             batch = make_batch(self.encoded, pair.tokenizer.pad_token_id, pair.device)
             self.reference = Reference(pair.post, batch)  # pre and soups replay the post model's calls
             self._scoring = (self.encoded, batch, end_of_turn_ids(pair.tokenizer))

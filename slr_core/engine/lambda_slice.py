@@ -7,10 +7,11 @@ from collections.abc import Iterator
 from contextlib import AbstractContextManager, nullcontext
 
 from slr_core import cache
+from slr_core.crc.branches import make_batch
 from slr_core.crc.prompts import EncodedPrompts, crc_means
 from slr_core.engine.cached_sweep import context_id
 from slr_core.engine.capture import Reference
-from slr_core.engine.sweep import checked_scores, make_batch, widen_layout
+from slr_core.engine.layouts import checked_scores, widen_layout
 from slr_core.models.loading import ModelPair
 from slr_core.slr.hybrid import Restoration, build_restored
 from slr_core.slr.landscape import METRICS, Point

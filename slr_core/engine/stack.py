@@ -47,7 +47,8 @@ class Stats:
     branches_skipped: int = 0  # answer branches (trie nodes) whose head was provably negligible
     omitted_mass: float = 0.0  # the largest per-prompt mass of spellings a pruned trie left out
     omitted_share: float = 0.0  # the largest such mass as a fraction of its prompt's Q (before relaying)
-    prompts_relaid: int = 0  # (prompt, interval) results laid out again for the hybrid (sweep.rescored)
+    prompts_relaid: int = 0  # (prompt, interval) results laid out again for the hybrid (layouts.rescored)
+    relays_seeded: int = 0  # of those, started from the layout the prompt's last relay ended with
     mlp_tokens_skipped: int = 0  # last-layer positions whose MLP was not needed
     layout: Layout | None = None
     seconds: dict[str, float] = field(default_factory=dict)  # wall time per phase

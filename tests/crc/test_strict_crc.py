@@ -7,7 +7,7 @@ from tiny_pairs import build_tokenizer
 
 from slr_core.crc.branches import make_batch
 from slr_core.crc.prompts import answer_probabilities, default_prompts, encode_prompts
-from slr_core.engine import sweep
+from slr_core.engine import scoring
 from slr_core.engine.cached_sweep import all_intervals
 from slr_core.engine.capture import Reference, replay
 from slr_core.engine.naive import naive_interval_scores, naive_scores
@@ -65,23 +65,23 @@ def test_skipped_branches_change_nothing_measurable(tiny_pair, monkeypatch):
     batch = make_batch(encoded, tiny_pair.tokenizer.pad_token_id, tiny_pair.device)
     end_ids = end_of_turn_ids(tiny_pair.tokenizer)
     every = Stats()
-    monkeypatch.setattr(sweep, "SKIP_TIERS", (0.0,))
+    monkeypatch.setattr(scoring, "SKIP_TIERS", (0.0,))
     exact = model_scores(tiny_pair.pre, encoded, batch, end_ids, every)
     assert every.branches_skipped == 0
     # The shipped tiers: whatever they skip moves strict quality by at most SKIP_RELATIVE of it.
-    monkeypatch.setattr(sweep, "SKIP_TIERS", (1e-4, 1e-8, 0.0))
+    monkeypatch.setattr(scoring, "SKIP_TIERS", (1e-4, 1e-8, 0.0))
     tiered = Stats()
     shipped = model_scores(tiny_pair.pre, encoded, batch, end_ids, tiered)
     assert tiered.head_rows + tiered.branches_skipped == every.head_rows
-    _assert_within_bound(exact, shipped, sweep.SKIP_RELATIVE)
+    _assert_within_bound(exact, shipped, scoring.SKIP_RELATIVE)
     # No tier reaches a branch: the last tier must still score every prompt that is not settled.
-    monkeypatch.setattr(sweep, "SKIP_TIERS", (2.0, 0.0))
+    monkeypatch.setattr(scoring, "SKIP_TIERS", (2.0, 0.0))
     second_look = Stats()
     assert torch.equal(model_scores(tiny_pair.pre, encoded, batch, end_ids, second_look), exact)
     assert second_look.head_rows == every.head_rows
     # With a loose bound, the less likely half of the branches is skipped; the error stays under it.
-    monkeypatch.setattr(sweep, "SKIP_TIERS", (_median_answer_probability(tiny_pair.pre, encoded), 0.0))
-    monkeypatch.setattr(sweep, "SKIP_RELATIVE", 1000.0)
+    monkeypatch.setattr(scoring, "SKIP_TIERS", (_median_answer_probability(tiny_pair.pre, encoded), 0.0))
+    monkeypatch.setattr(scoring, "SKIP_RELATIVE", 1000.0)
     loose = Stats()
     approximate = model_scores(tiny_pair.pre, encoded, batch, end_ids, loose)
     assert loose.branches_skipped > 0

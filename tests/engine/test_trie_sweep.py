@@ -11,7 +11,7 @@ from slr_core.crc import trie as trie_module
 from slr_core.crc.branches import make_batch
 from slr_core.crc.prompts import CRCPrompt, default_prompts, encode_prompts
 from slr_core.crc.trie import unsayable_answers
-from slr_core.engine import sweep
+from slr_core.engine import layouts, scoring
 from slr_core.engine.cached_sweep import all_intervals
 from slr_core.engine.capture import capture, check_branches
 from slr_core.engine.naive import naive_interval_scores, naive_scores
@@ -100,15 +100,15 @@ def test_skipped_nodes_stay_within_the_bound_on_q_and_strict(tiny_pair, monkeypa
     encoded = encode_prompts(tiny_pair.tokenizer, _prompts(tiny_pair.tokenizer, digits=False))
     batch = make_batch(encoded, tiny_pair.tokenizer.pad_token_id, tiny_pair.device)
     end_ids = end_of_turn_ids(tiny_pair.tokenizer)
-    monkeypatch.setattr(sweep, "SKIP_TIERS", (0.0,))
-    monkeypatch.setattr(sweep, "SKIP_RELATIVE", 0.0)  # settled only once nothing is left unscored
+    monkeypatch.setattr(scoring, "SKIP_TIERS", (0.0,))
+    monkeypatch.setattr(scoring, "SKIP_RELATIVE", 0.0)  # settled only once nothing is left unscored
     every = Stats()
     exact = model_scores(tiny_pair.pre, encoded, batch, end_ids, every)
     assert every.branches_skipped == 0
     _assert_equal(exact, naive_scores(tiny_pair.pre, tiny_pair.tokenizer, encoded), "every node")
     # A loose bound skips nodes deep in the tries; Q and strict quality move by at most that fraction.
-    monkeypatch.setattr(sweep, "SKIP_TIERS", (1e-3, 0.0))
-    monkeypatch.setattr(sweep, "SKIP_RELATIVE", 0.5)
+    monkeypatch.setattr(scoring, "SKIP_TIERS", (1e-3, 0.0))
+    monkeypatch.setattr(scoring, "SKIP_RELATIVE", 0.5)
     loose = Stats()
     approximate = model_scores(tiny_pair.pre, encoded, batch, end_ids, loose)
     assert loose.branches_skipped > 0
@@ -121,12 +121,12 @@ def test_a_pruned_layout_measures_what_it_leaves_out_and_refuses_too_much(tiny_p
     # Force the pruned layout (spellings of one token plus each answer's own tokenisation).
     monkeypatch.setattr(trie_module, "MAX_TRIE_NODES", 4)
     monkeypatch.setattr(trie_module, "SHORT_SEQUENCES", 1)
-    monkeypatch.setattr(sweep, "WIDEN_ROUNDS", 0)  # as laid out: no widening
+    monkeypatch.setattr(layouts, "WIDEN_ROUNDS", 0)  # as laid out: no widening
     prompt = CRCPrompt("Name a word of this request.", ("Random", "12"))
     encoded = encode_prompts(tiny_pair.tokenizer, [prompt])
     assert encoded.tries[0].omitted or encoded.tries[0].root_omitted
     exact = naive_interval_scores(tiny_pair, encoded, 1, 2)
-    monkeypatch.setattr(sweep, "OMITTED_TOLERANCE", float("inf"))
+    monkeypatch.setattr(scoring, "OMITTED_TOLERANCE", float("inf"))
     stats = Stats()
     pruned = next(iter(sweep_intervals(tiny_pair, encoded, {(1, 2)}, stats=stats))).per_prompt
     assert stats.omitted_mass > 0
@@ -134,7 +134,7 @@ def test_a_pruned_layout_measures_what_it_leaves_out_and_refuses_too_much(tiny_p
         error = exact[:, column] - pruned[:, column]
         assert bool((error >= -1e-12).all()) and bool((error <= stats.omitted_mass + 1e-12).all())
     assert 0 < stats.omitted_share < float("inf")
-    monkeypatch.setattr(sweep, "OMITTED_TOLERANCE", stats.omitted_share / 2)
+    monkeypatch.setattr(scoring, "OMITTED_TOLERANCE", stats.omitted_share / 2)
     with pytest.raises(PromptSetError, match="left out of the trie layout carry"):
         list(sweep_intervals(tiny_pair, encoded, {(1, 2)}))
 
@@ -184,7 +184,7 @@ def test_widening_lays_out_what_post_and_pre_say_until_little_is_left_out(tiny_p
         walks = []
         model_scores(model, widened, batch, end_ids, walks=walks)
         left.append(walks[0].omitted_share())
-    assert max(left) <= sweep.OMITTED_TOLERANCE / 10
+    assert max(left) <= scoring.OMITTED_TOLERANCE / 10
     # The sweep widens on its own, and its numbers are the naive ones.
     for result in sweep_intervals(tiny_pair, encoded, {(0, 1), (2, 3)}):
         naive = naive_interval_scores(tiny_pair, encoded, result.start, result.end)
@@ -209,17 +209,38 @@ def test_an_interval_over_the_tolerance_is_laid_out_again_for_its_own_hybrid(tin
     )
     stats = Stats()
     results = list(sweep_intervals(tiny_pair, encoded, {(0, 1), (2, 3)}, stats=stats, reference=reference))
-    assert stats.prompts_relaid == 2 and stats.omitted_share > sweep.OMITTED_TOLERANCE, family
+    assert stats.prompts_relaid == 2 and stats.omitted_share > scoring.OMITTED_TOLERANCE, family
     assert stats.heads_reused > 0, family  # relays visit the nodes earlier layouts ran from those heads
+    assert stats.relays_seeded == 1, family  # [2, 3] starts from the layout [0, 1]'s relay ended with
     for result in results:
         naive = naive_interval_scores(tiny_pair, encoded, result.start, result.end)
         where = (family, result.start, result.end)
         assert torch.allclose(result.per_prompt[:, :3], naive[:, :3], atol=1e-4, rtol=0), where
         assert torch.allclose(result.per_prompt[:, 3], naive[:, 3], atol=1e-4, rtol=1e-3), where
     # Without rounds to widen in, the relaid layout is the same and the result is refused, not returned.
-    monkeypatch.setattr(sweep, "WIDEN_ROUNDS", 0)
+    monkeypatch.setattr(layouts, "WIDEN_ROUNDS", 0)
     with pytest.raises(PromptSetError, match="left out of the trie layout carry"):
         list(sweep_intervals(tiny_pair, encoded, {(0, 1)}, reference=reference))
+
+
+def test_prompts_relaid_together_finish_on_their_own_and_seed_the_next_relay(tiny_pair, monkeypatch):
+    from slr_core.engine.capture import Reference
+
+    # Every trie pruned: both prompts leave out far more than the tolerance at every interval, and are
+    # relaid together; each is scored from the round that brings it under the bar, and later
+    # intervals start from the layout the last relay ended with.
+    monkeypatch.setattr(trie_module, "FULL_LAYOUT_NODES", 4)
+    encoded = encode_prompts(tiny_pair.tokenizer, _prompts(tiny_pair.tokenizer, digits=False))
+    assert all(trie.omitted or trie.root_omitted for trie in encoded.tries)
+    reference = Reference(
+        tiny_pair.post, make_batch(encoded, tiny_pair.tokenizer.pad_token_id, tiny_pair.device)
+    )
+    stats, wanted = Stats(), {(0, 1), (0, 2), (1, 3)}
+    results = list(sweep_intervals(tiny_pair, encoded, wanted, stats=stats, reference=reference))
+    assert stats.prompts_relaid == 6 and stats.relays_seeded == 4
+    for result in results:
+        naive = naive_interval_scores(tiny_pair, encoded, result.start, result.end)
+        _assert_equal(result.per_prompt, naive, (result.start, result.end))
 
 
 def test_a_stored_landscape_of_pruned_tries_is_read_without_widening(tiny_pair, monkeypatch):
@@ -231,12 +252,33 @@ def test_a_stored_landscape_of_pruned_tries_is_read_without_widening(tiny_pair, 
         tiny_pair.tokenizer, [CRCPrompt("Name a word of this request.", ("Random", "12"))]
     )
     assert encoded.tries[0].omitted or encoded.tries[0].root_omitted
-    monkeypatch.setattr(sweep, "OMITTED_TOLERANCE", float("inf"))  # the tiny cap leaves much out
+    monkeypatch.setattr(scoring, "OMITTED_TOLERANCE", float("inf"))  # the tiny cap leaves much out
     first = cached_sweep.complete(cached_sweep.survey(tiny_pair, encoded, {(0, 1), (2, 3)}, soup=True))
 
     def refuse(*args):
         raise AssertionError("a stored landscape needs no model pass")
 
-    monkeypatch.setattr(cached_sweep, "widen_layout", refuse)
+    monkeypatch.setattr(cached_sweep, "widened_once", refuse)
     again = cached_sweep.complete(cached_sweep.survey(tiny_pair, encoded, {(0, 1), (2, 3)}, soup=True))
     assert again.rows() == first.rows() and again.post.answer_diversity is not None
+
+
+def test_a_resumed_survey_reads_its_widened_layout_from_the_cache(tiny_pair, monkeypatch):
+    from slr_core.engine import cached_sweep
+
+    prompt = CRCPrompt("Name a word of this request.", ("Random", "12"))
+    full = len(trie_module.build_trie(tiny_pair.tokenizer, prompt.valid))
+    monkeypatch.setattr(trie_module, "SHORT_SEQUENCES", 1)
+    monkeypatch.setattr(trie_module, "MAX_TRIE_NODES", full - 1)  # pruned, with room to widen
+    encoded = encode_prompts(tiny_pair.tokenizer, [prompt])
+    widened = []
+    real = layouts.widen_layout
+    monkeypatch.setattr(layouts, "widen_layout", lambda *args: widened.append(real(*args)) or widened[-1])
+    cached_sweep.complete(cached_sweep.survey(tiny_pair, encoded, {(0, 1)}))
+    assert len(widened) == 1 and len(widened[0].tries[0]) > len(encoded.tries[0])
+    # Another run of the same prompts (new intervals) starts from the stored layout: no widening.
+    again = cached_sweep.complete(cached_sweep.survey(tiny_pair, encoded, {(2, 3)}, references=False))
+    assert len(widened) == 1
+    naive, point = naive_interval_scores(tiny_pair, encoded, 2, 3), again.intervals[(2, 3)]
+    numbers = [point.quality, point.diversity, point.stop, point.strict_quality, point.answer_diversity]
+    _assert_equal(torch.tensor([numbers], dtype=naive.dtype), naive, (2, 3))  # one prompt: its means
