@@ -47,6 +47,15 @@ def _assert_equal(swept: torch.Tensor, naive: torch.Tensor, where) -> None:
     assert bool((gap <= 1e-3 * naive[:, 3].abs() + 1e-12).all()), (where, gap.max().item())
 
 
+def _pruned_word_prompt(tokenizer, monkeypatch):
+    # One word prompt whose trie is one node over the cap: pruned, with room to widen.
+    prompt = CRCPrompt("Name a word of this request.", ("Random", "12"))
+    full = len(trie_module.build_trie(tokenizer, prompt.valid))
+    monkeypatch.setattr(trie_module, "SHORT_SEQUENCES", 1)
+    monkeypatch.setattr(trie_module, "MAX_TRIE_NODES", full - 1)
+    return encode_prompts(tokenizer, [prompt])
+
+
 @pytest.mark.parametrize("family", FAMILIES)
 def test_trie_sweep_equals_naive_for_every_interval_and_model(tiny_paths, family):
     pre, post = tiny_paths(family)
@@ -171,12 +180,9 @@ def test_shards_of_a_trie_sweep_merge_into_the_single_process_csv(tiny_paths, tm
 def test_widening_lays_out_what_post_and_pre_say_until_little_is_left_out(tiny_pair, monkeypatch):
     from slr_core.engine.sweep import widen_layout
 
-    prompt = CRCPrompt("Name a word of this request.", ("Random", "12"))
-    full = len(trie_module.build_trie(tiny_pair.tokenizer, prompt.valid))
-    monkeypatch.setattr(trie_module, "SHORT_SEQUENCES", 1)
-    monkeypatch.setattr(trie_module, "MAX_TRIE_NODES", full - 1)  # pruned, with room to widen
-    encoded = encode_prompts(tiny_pair.tokenizer, [prompt])
+    encoded = _pruned_word_prompt(tiny_pair.tokenizer, monkeypatch)
     widened = widen_layout(tiny_pair, encoded)
+    full = len(trie_module.build_trie(tiny_pair.tokenizer, encoded.prompts[0].valid))
     assert len(encoded.tries[0]) < len(widened.tries[0]) < full
     batch = make_batch(widened, tiny_pair.tokenizer.pad_token_id, tiny_pair.device)
     end_ids, left = end_of_turn_ids(tiny_pair.tokenizer), []
@@ -197,11 +203,7 @@ def test_an_interval_over_the_tolerance_is_laid_out_again_for_its_own_hybrid(tin
 
     pre, post = tiny_paths(family)
     tiny_pair = load_pair(str(pre), str(post), Settings(device="cpu", dtype="float32"))
-    prompt = CRCPrompt("Name a word of this request.", ("Random", "12"))
-    full = len(trie_module.build_trie(tiny_pair.tokenizer, prompt.valid))
-    monkeypatch.setattr(trie_module, "SHORT_SEQUENCES", 1)
-    monkeypatch.setattr(trie_module, "MAX_TRIE_NODES", full - 1)
-    encoded = encode_prompts(tiny_pair.tokenizer, [prompt])
+    encoded = _pruned_word_prompt(tiny_pair.tokenizer, monkeypatch)
     # A caller's reference means the layout is used as laid out (not widened): the pruned trie leaves
     # out far more than the tolerance, so each interval is laid out again for its hybrid.
     reference = Reference(
@@ -266,11 +268,7 @@ def test_a_stored_landscape_of_pruned_tries_is_read_without_widening(tiny_pair, 
 def test_a_resumed_survey_reads_its_widened_layout_from_the_cache(tiny_pair, monkeypatch):
     from slr_core.engine import cached_sweep
 
-    prompt = CRCPrompt("Name a word of this request.", ("Random", "12"))
-    full = len(trie_module.build_trie(tiny_pair.tokenizer, prompt.valid))
-    monkeypatch.setattr(trie_module, "SHORT_SEQUENCES", 1)
-    monkeypatch.setattr(trie_module, "MAX_TRIE_NODES", full - 1)  # pruned, with room to widen
-    encoded = encode_prompts(tiny_pair.tokenizer, [prompt])
+    encoded = _pruned_word_prompt(tiny_pair.tokenizer, monkeypatch)
     widened = []
     real = layouts.widen_layout
     monkeypatch.setattr(layouts, "widen_layout", lambda *args: widened.append(real(*args)) or widened[-1])
