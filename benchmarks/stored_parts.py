@@ -9,7 +9,7 @@ under the engine on PYTHONPATH (run it as a script: `python -m` would put the wo
 and prints the missing ones. `join` writes the parts' intervals as one landscape: the parts must agree on
 everything in their meta but the code version, an interval held twice must agree within 1e-4, post and
 pre come from the first part, and the meta lists which code version measured each interval. This is how
-benchmarks/open_demo_partial/open-partial.csv was assembled.
+assets/landscapes/demo-open.csv was assembled.
 """
 
 from __future__ import annotations
