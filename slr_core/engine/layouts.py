@@ -44,7 +44,7 @@ def widen_layout(pair: ModelPair, encoded: EncodedPrompts) -> EncodedPrompts:
     left-out continuations; it stops at WIDEN_TARGET, after WIDEN_ROUNDS, or at the node caps.
     Intervals are checked on their own as they are swept.
     """
-    if not any(trie.omitted or trie.root_omitted for trie in encoded.tries):
+    if not _leaves_out(encoded):
         return encoded
     order = sorted(range(len(encoded)), key=lambda p: len(encoded.input_ids[p]) + len(encoded.tries[p]))
     groups = [order[lo : lo + WIDEN_GROUP] for lo in range(0, len(order), WIDEN_GROUP)]
@@ -57,14 +57,21 @@ def widen_layout(pair: ModelPair, encoded: EncodedPrompts) -> EncodedPrompts:
     return encoded.with_tries(tries)
 
 
+def _leaves_out(encoded: EncodedPrompts) -> bool:
+    # Whether any trie is pruned (records continuations it does not lay out).
+    return any(trie.omitted or trie.root_omitted for trie in encoded.tries)
+
+
 def widened_once(pair: ModelPair, encoded: EncodedPrompts, key: str | None) -> EncodedPrompts:
     """`widen_layout(pair, encoded)`, kept in the cache under `key` (None: not kept) and read back
     from it, so a run that resumes a landscape does not widen the same prompts again."""
+    if not _leaves_out(encoded):
+        return encoded  # nothing to widen: no cache read
     stored = cache.get_json(key) if key is not None else None
     widened = _stored_layout(pair, encoded, stored)
     if widened is None:
         widened = widen_layout(pair, encoded)
-        if key is not None and widened is not encoded:
+        if key is not None:
             cache.put_json(key, [[trie.tokens, trie.parent] for trie in widened.tries])
     return widened
 
@@ -164,11 +171,12 @@ def rescored(
         return scores
     subset, seeds = encoded.subset(over), {} if seeds is None else seeds
     seeded = subset.with_tries([seeds.get(p, trie) for p, trie in zip(over, subset.tries)])
+    from_seeds = sum(p in seeds for p in over)
     try:  # on copies of `heads`: a seeded layout's nodes past the shared ones are not the retry's
         again, tries = _scored_on_itself(pair, model, seeded, stats, [dict(heads[p]) for p in over])
-        stats.relays_seeded += sum(p in seeds for p in over)
+        stats.relays_seeded += from_seeds
     except PromptSetError:  # a seed grown near a node cap: start again from the shared layout
-        if seeded.tries == subset.tries:
+        if not from_seeds:
             raise
         again, tries = _scored_on_itself(pair, model, subset, stats, [heads[p] for p in over])
     seeds.update(zip(over, tries))
